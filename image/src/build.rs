@@ -1,0 +1,166 @@
+//! The whole pipeline: profile -> root file system -> slot image + verity -> initramfs ->
+//! ESP with GRUB -> GPT disk -> manifest. Work happens in `<out>/.work`; the finished
+//! `disk.img` and `manifest.json` appear only at the very end, so a failed build never
+//! leaves anything that looks like a finished image.
+
+use crate::profile::Profile;
+use crate::{disk, esp, initramfs, manifest, rootfs, slot};
+use anyhow::{Context, Result};
+use cairn_updater::gpt::types;
+use cairn_updater::slot::{Slot, BIOS_LABEL, DATA_LABEL, ESP_LABEL};
+use cairn_updater::verity::{self, VerityParams};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+#[derive(Debug)]
+pub struct Options {
+    pub profile_path: PathBuf,
+    pub out: PathBuf,
+    pub cache: PathBuf,
+    pub epoch: u64,
+    pub bins: rootfs::CairnBinaries,
+    /// A prepared root file system (Buildroot's target dir) instead of mmdebstrap.
+    pub prepared_root: Option<PreparedRoot>,
+}
+
+#[derive(Debug)]
+pub struct PreparedRoot {
+    pub dir: PathBuf,
+    pub kernel: PathBuf,
+}
+
+/// Everything reproducible comes from this seed: GUIDs, verity salt, FAT volume id.
+pub fn seed(profile: &Profile, epoch: u64) -> [u8; 32] {
+    Sha256::digest(format!("cairn:{}:{}:{}", profile.name, profile.version, epoch)).into()
+}
+
+fn derive(seed: &[u8], what: &str) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(seed);
+    h.update(what.as_bytes());
+    h.finalize().into()
+}
+
+struct Progress {
+    step: usize,
+    total: usize,
+    start: Instant,
+}
+
+impl Progress {
+    fn step<T>(&mut self, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        self.step += 1;
+        eprintln!("[{}/{}] {what} ...", self.step, self.total);
+        let t = Instant::now();
+        let r = f()?;
+        eprintln!("[{}/{}] {what}: done in {:.1} s", self.step, self.total, t.elapsed().as_secs_f64());
+        Ok(r)
+    }
+}
+
+pub fn build(opts: &Options) -> Result<manifest::Manifest> {
+    let profile = Profile::load(&opts.profile_path)?;
+    std::fs::create_dir_all(&opts.out).with_context(|| format!("cannot create output directory {}", opts.out.display()))?;
+    // Remove the outputs of an earlier build first: if this one fails, nothing stale remains
+    // that a test or an operator could mistake for its result.
+    for name in [manifest::FILE, "disk.img", "disk.img.partial"] {
+        let _ = std::fs::remove_file(opts.out.join(name));
+    }
+    let work = opts.out.join(".work");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
+    let result = build_in(&profile, opts, &work);
+    // The root tree is hundreds of MiB; never keep it, whatever happened.
+    let _ = std::fs::remove_dir_all(work.join("rootfs"));
+    match result {
+        Ok(m) => {
+            let _ = std::fs::remove_dir_all(&work);
+            Ok(m)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(opts.out.join("disk.img.partial"));
+            Err(e.context(format!("building image {:?} failed; build logs are in {}", profile.name, work.display())))
+        }
+    }
+}
+
+fn build_in(profile: &Profile, opts: &Options, work: &Path) -> Result<manifest::Manifest> {
+    let seed = seed(profile, opts.epoch);
+    let log = work.join("build.log");
+    let mut p = Progress { step: 0, total: 6, start: Instant::now() };
+
+    let root = p.step("root file system from Debian packages", || match &opts.prepared_root {
+        None => Ok(rootfs::build(profile, work, &opts.cache, opts.epoch, &log)?),
+        Some(pr) => prepared(pr, work),
+    })?;
+    rootfs::customise(&root, profile, &opts.bins)?;
+
+    let params = VerityParams { salt: derive(&seed, "verity-salt"), uuid: derive(&seed, "verity-uuid")[..16].try_into()? };
+    let slot_img = p.step("slot image (squashfs + dm-verity)", || Ok(slot::build(&root.dir, work, opts.epoch, &params, &log)?))?;
+
+    let initrd = work.join("initrd");
+    let initramfs = p.step("initramfs", || {
+        Ok(initramfs::build(&opts.bins.init, &root.dir, &root.kernel_version, &profile.kernel.modules, &initrd, opts.epoch)?)
+    })?;
+
+    let fat_id = u32::from_le_bytes(derive(&seed, "fat-volume-id")[..4].try_into()?);
+    let boots: Vec<esp::SlotBoot<'_>> = Slot::ALL
+        .iter()
+        .map(|&slot| esp::SlotBoot { slot, vmlinuz: &root.vmlinuz, initrd: &initrd, root_hash: &slot_img.verity.root_hash })
+        .collect();
+    let esp = p.step("ESP with GRUB for BIOS and UEFI", || {
+        Ok(esp::build(work, profile.partitions.esp, fat_id, &boots, opts.epoch, &profile.kernel.cmdline, &log)?)
+    })?;
+
+    let verity_mib = verity::hash_size_for(profile.partitions.root << 20).div_ceil(1 << 20).max(1);
+    let part = |label: &str, type_guid, mib, content: Option<&Path>, knob| disk::Part {
+        label: label.to_owned(),
+        type_guid,
+        mib,
+        content: content.map(Path::to_owned),
+        knob,
+    };
+    let parts = vec![
+        part(BIOS_LABEL, types::BIOS_BOOT, 1, Some(&esp.bios_core), "(fixed)"),
+        part(ESP_LABEL, types::ESP, profile.partitions.esp, Some(&esp.image), "esp"),
+        part(Slot::A.root_label(), types::ROOT_X86_64, profile.partitions.root, Some(&slot_img.squashfs), "root"),
+        part(Slot::A.verity_label(), types::ROOT_VERITY_X86_64, verity_mib, Some(&slot_img.hash_tree), "root"),
+        part(Slot::B.root_label(), types::ROOT_X86_64, profile.partitions.root, Some(&slot_img.squashfs), "root"),
+        part(Slot::B.verity_label(), types::ROOT_VERITY_X86_64, verity_mib, Some(&slot_img.hash_tree), "root"),
+        // Left empty: stage 1 creates the file system on first boot and grows it to the disk.
+        part(DATA_LABEL, types::LINUX_DATA, profile.partitions.data, None, "data"),
+    ];
+    let gpt = disk::layout(&parts, &seed)?;
+    let partial = opts.out.join("disk.img.partial");
+    p.step("GPT disk image", || {
+        disk::patch_core(&esp.bios_core, gpt.partitions[0].first_lba)?;
+        disk::write(&partial, &gpt, &parts, Path::new("/usr/lib/grub/i386-pc/boot.img"))?;
+        Ok(())
+    })?;
+
+    let m = p.step("manifest and checksums", || {
+        // Slot artifacts stay beside the disk: the update bundle tool reads them.
+        for (from, to) in [(&slot_img.squashfs, "root.squashfs"), (&slot_img.hash_tree, "root.verity"), (&root.vmlinuz, "vmlinuz"), (&initrd, "initrd")] {
+            std::fs::rename(from, opts.out.join(to)).with_context(|| format!("cannot move {}", from.display()))?;
+        }
+        let disk_path = opts.out.join("disk.img");
+        std::fs::rename(&partial, &disk_path)?;
+        let m = manifest::Manifest::new(profile, opts.epoch, &opts.out, &gpt, &slot_img.verity, &root.kernel_version, &initramfs.modules)?;
+        m.write(&opts.out)?;
+        Ok(m)
+    })?;
+    eprintln!("built {} in {:.1} s: {} ({} MiB)", profile.name, p.start.elapsed().as_secs_f64(), opts.out.join("disk.img").display(), m.disk.bytes >> 20);
+    Ok(m)
+}
+
+fn prepared(pr: &PreparedRoot, work: &Path) -> Result<rootfs::Rootfs> {
+    let dir = work.join("rootfs");
+    let status = std::process::Command::new("cp").arg("-a").arg(&pr.dir).arg(&dir).status()?;
+    anyhow::ensure!(status.success(), "cannot copy {} to {}", pr.dir.display(), dir.display());
+    let versions: Vec<_> = std::fs::read_dir(dir.join("lib/modules"))?.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let [kernel_version] = versions.as_slice() else { anyhow::bail!("{} must hold exactly one lib/modules/<version>", pr.dir.display()) };
+    let vmlinuz = work.join("vmlinuz");
+    std::fs::copy(&pr.kernel, &vmlinuz)?;
+    Ok(rootfs::Rootfs { dir, kernel_version: kernel_version.clone(), vmlinuz })
+}

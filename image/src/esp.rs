@@ -1,0 +1,201 @@
+//! The EFI system partition and GRUB for both firmware types.
+//!
+//! One FAT file system serves both: UEFI firmware starts `EFI/BOOT/BOOTX64.EFI`, and the
+//! BIOS core image (in its own partition, see `disk.rs`) finds the same FAT by its volume id.
+//! Both read `grub/grub.cfg`, which picks the slot from `grub/grubenv` (RAUC's A/B scheme).
+
+use crate::tool::{self, ToolError};
+use cairn_updater::grubenv::GrubEnv;
+use cairn_updater::slot::Slot;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EspError {
+    #[error("{0}")]
+    Tool(#[from] ToolError),
+    #[error("{what} {path}: {source}")]
+    Io { what: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("grubenv: {0}")]
+    Grubenv(#[from] cairn_updater::grubenv::GrubenvError),
+    #[error("the ESP content needs {need_mib} MiB but partitions.esp is {have_mib} MiB: raise partitions.esp to at least {need_mib}")]
+    TooSmall { need_mib: u64, have_mib: u64 },
+}
+
+/// GRUB modules both images carry. `search_fs_uuid` finds the ESP, `loadenv` reads and
+/// writes grubenv, `serial`/`terminal` put the menu on the serial console.
+const GRUB_MODULES: &[&str] = &[
+    "part_gpt", "fat", "normal", "linux", "search", "search_fs_uuid", "configfile", "loadenv", "test",
+    "echo", "sleep", "reboot", "halt", "serial", "terminal", "true",
+];
+
+/// What goes into each slot's directory on the ESP.
+#[derive(Debug)]
+pub struct SlotBoot<'a> {
+    pub slot: Slot,
+    pub vmlinuz: &'a Path,
+    pub initrd: &'a Path,
+    pub root_hash: &'a str,
+}
+
+#[derive(Debug)]
+pub struct Esp {
+    pub image: PathBuf,
+    pub bios_core: PathBuf,
+}
+
+/// "1234abcd" -> "1234-ABCD", the form GRUB's `search --fs-uuid` uses for FAT.
+pub fn fat_uuid(volume_id: u32) -> String {
+    format!("{:04X}-{:04X}", volume_id >> 16, volume_id & 0xffff)
+}
+
+/// The GRUB script. Slot choice, in order of ORDER: the first slot with OK=1 and TRY=0 is
+/// booted, and its TRY is set to 1 *before* booting; PID 1 sets it back to 0 once the slot
+/// proved healthy. A slot that fails before that is therefore skipped on the next boot.
+pub fn grub_cfg(cmdline: &str) -> String {
+    format!(
+        r#"# Cairn boot script, written by cairn-image. The slot state lives in grubenv.
+serial --unit=0 --speed=115200
+terminal_input serial console
+terminal_output serial console
+set timeout=0
+set ORDER="A B"
+set A_OK=0
+set A_TRY=0
+set B_OK=0
+set B_TRY=0
+load_env ORDER A_OK A_TRY B_OK B_TRY
+set cairn_slot=""
+for s in $ORDER; do
+  if [ -z "$cairn_slot" ]; then
+    if [ "$s" = "A" ]; then
+      if [ "$A_OK" = "1" -a "$A_TRY" = "0" ]; then set cairn_slot=a; set A_TRY=1; fi
+    fi
+    if [ "$s" = "B" ]; then
+      if [ "$B_OK" = "1" -a "$B_TRY" = "0" ]; then set cairn_slot=b; set B_TRY=1; fi
+    fi
+  fi
+done
+if [ -z "$cairn_slot" ]; then
+  echo "cairn: no slot is bootable (A_OK=$A_OK A_TRY=$A_TRY B_OK=$B_OK B_TRY=$B_TRY)."
+  echo "cairn: clearing the try flags of slots still marked OK and retrying in 10 s."
+  set A_TRY=0
+  set B_TRY=0
+  save_env A_TRY B_TRY
+  sleep 10
+  reboot
+fi
+save_env A_TRY B_TRY
+source /$cairn_slot/slot.cfg
+echo "cairn: booting slot $cairn_slot"
+linux /$cairn_slot/vmlinuz {cmdline} cairn.slot=$cairn_slot cairn.roothash=$cairn_roothash
+initrd /$cairn_slot/initrd
+boot
+"#
+    )
+}
+
+pub fn build(work: &Path, size_mib: u64, volume_id: u32, slots: &[SlotBoot<'_>], epoch: u64, cmdline: &str, log: &Path) -> Result<Esp, EspError> {
+    let io = |what, path: &Path| {
+        let path = path.to_owned();
+        move |source| EspError::Io { what, path, source }
+    };
+    let grub_dir = work.join("grub");
+    std::fs::create_dir_all(&grub_dir).map_err(io("cannot create", &grub_dir))?;
+    let early = grub_dir.join("early.cfg");
+    std::fs::write(&early, format!("search --no-floppy --fs-uuid --set=root {}\nset prefix=($root)/grub\n", fat_uuid(volume_id)))
+        .map_err(io("cannot write", &early))?;
+
+    let bios_core = grub_dir.join("core.img");
+    let efi = grub_dir.join("BOOTX64.EFI");
+    for (format, out, extra) in [("i386-pc", &bios_core, &["biosdisk"][..]), ("x86_64-efi", &efi, &[][..])] {
+        let mut cmd = Command::new("grub-mkimage");
+        cmd.args(["-O", format, "-p", "/grub", "-c"]).arg(&early).arg("-o").arg(out);
+        cmd.args(GRUB_MODULES).args(extra);
+        tool::run(cmd, log)?;
+    }
+
+    let cfg = grub_dir.join("grub.cfg");
+    std::fs::write(&cfg, grub_cfg(cmdline)).map_err(io("cannot write", &cfg))?;
+    let env = grub_dir.join("grubenv");
+    std::fs::write(&env, GrubEnv::new_ab().to_block()?).map_err(io("cannot write", &env))?;
+
+    // Files to copy: (host path, ESP path).
+    let mut files: Vec<(PathBuf, String)> = vec![
+        (efi.clone(), "/EFI/BOOT/BOOTX64.EFI".into()),
+        (cfg, "/grub/grub.cfg".into()),
+        (env, "/grub/grubenv".into()),
+    ];
+    for s in slots {
+        let slot_cfg = grub_dir.join(format!("slot-{}.cfg", s.slot.lower()));
+        std::fs::write(&slot_cfg, format!("set cairn_roothash={}\n", s.root_hash)).map_err(io("cannot write", &slot_cfg))?;
+        let dir = s.slot.lower();
+        files.push((s.vmlinuz.to_owned(), format!("/{dir}/vmlinuz")));
+        files.push((s.initrd.to_owned(), format!("/{dir}/initrd")));
+        files.push((slot_cfg, format!("/{dir}/slot.cfg")));
+    }
+    let mut need = 0u64;
+    let mut largest_slot = 0u64;
+    for s in slots {
+        let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).map_err(io("cannot stat", p));
+        largest_slot = largest_slot.max(size(s.vmlinuz)? + size(s.initrd)?);
+    }
+    for (p, _) in &files {
+        need += std::fs::metadata(p).map_err(io("cannot stat", p))?.len();
+    }
+    // Room for FAT's tables and cluster slack, and for one more slot's kernel and initramfs:
+    // an update writes the new ones beside the old before it removes anything.
+    let need_mib = (need + largest_slot).div_ceil(1 << 20) + 4;
+    if need_mib > size_mib {
+        return Err(EspError::TooSmall { need_mib, have_mib: size_mib });
+    }
+
+    let image = work.join("esp.img");
+    let _ = std::fs::remove_file(&image);
+    let mut mkfs = Command::new("mkfs.vfat");
+    mkfs.args(["--invariant", "-i", &format!("{volume_id:08x}"), "-n", "ESP", "-C"]).arg(&image).arg((size_mib * 1024).to_string());
+    tool::run(mkfs, log)?;
+    let mtools = |prog: &str| {
+        let mut c = Command::new(prog);
+        // mtools stamps directory entries with SOURCE_DATE_EPOCH; skip its geometry check
+        // because the "disk" is a plain file.
+        c.env("SOURCE_DATE_EPOCH", epoch.to_string()).env("MTOOLS_SKIP_CHECK", "1").arg("-i").arg(&image);
+        c
+    };
+    let mut dirs = vec!["/EFI".to_string(), "/EFI/BOOT".into(), "/grub".into()];
+    dirs.extend(slots.iter().map(|s| format!("/{}", s.slot.lower())));
+    let mut mmd = mtools("mmd");
+    mmd.args(dirs.iter().map(|d| format!("::{d}")));
+    tool::run(mmd, log)?;
+    for (host, dest) in &files {
+        set_mtime(host, epoch).map_err(io("cannot set the time of", host))?;
+        let mut mcopy = mtools("mcopy");
+        mcopy.arg("-m").arg(host).arg(format!("::{dest}"));
+        tool::run(mcopy, log)?;
+    }
+    Ok(Esp { image, bios_core })
+}
+
+fn set_mtime(p: &Path, epoch: u64) -> std::io::Result<()> {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(epoch);
+    std::fs::File::options().write(true).open(p)?.set_times(std::fs::FileTimes::new().set_modified(t).set_accessed(t))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fat_uuid_matches_grub_form() {
+        assert_eq!(fat_uuid(0x1234abcd), "1234-ABCD");
+    }
+
+    #[test]
+    fn grub_cfg_marks_try_before_booting() {
+        let cfg = grub_cfg("console=ttyS0");
+        let save = cfg.find("save_env A_TRY B_TRY\nsource").unwrap_or(usize::MAX);
+        let boot = cfg.find("\nboot\n").unwrap_or(0);
+        assert!(save < boot, "TRY must be saved before the kernel starts");
+        assert!(cfg.contains("cairn.slot=$cairn_slot cairn.roothash=$cairn_roothash"));
+    }
+}

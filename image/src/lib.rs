@@ -1,0 +1,18 @@
+//! `cairn-image`: builds a Cairn disk image on a build host from Debian packages.
+//!
+//! Pipeline (see `build.rs`): profile -> root file system (mmdebstrap) -> slot image
+//! (squashfs + dm-verity) -> initramfs (cairn-init + the boot's kernel modules) -> ESP (GRUB
+//! for UEFI and BIOS, grubenv) -> GPT disk -> manifest.json. It needs no loop devices and
+//! never mounts what it builds.
+
+pub mod build;
+pub mod cpio;
+pub mod disk;
+pub mod esp;
+pub mod initramfs;
+pub mod manifest;
+pub mod modules;
+pub mod profile;
+pub mod rootfs;
+pub mod slot;
+pub mod tool;

@@ -1,0 +1,145 @@
+//! The root file system: Debian packages through mmdebstrap, then Cairn's own files.
+//!
+//! Downloaded .deb files are kept in a cache directory outside the repository (keyed by
+//! their file names, which carry name, version and architecture), so a rebuild from a fresh
+//! clone downloads nothing that an earlier build on this machine already fetched.
+
+use crate::profile::Profile;
+use crate::tool::{self, ToolError};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RootfsError {
+    #[error("building the root file system from Debian packages failed: {0}\n  (a package name in debian.packages that Debian does not have shows up above as `Unable to locate package`)")]
+    Debootstrap(#[source] ToolError),
+    #[error("{what} {path}: {source}")]
+    Io { what: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("the root file system has no kernel in /boot (is a linux-image-* package in debian.packages?)")]
+    NoKernel,
+    #[error("the root file system has {0} kernels in /lib/modules; install exactly one linux-image-* package")]
+    KernelCount(usize),
+}
+
+/// What the image needs from the root besides the tree itself.
+#[derive(Debug)]
+pub struct Rootfs {
+    pub dir: PathBuf,
+    pub kernel_version: String,
+    /// The kernel image, moved out of the root (it lives on the ESP, not in the slot).
+    pub vmlinuz: PathBuf,
+}
+
+/// The binaries that Cairn adds to a Debian root.
+#[derive(Debug)]
+pub struct CairnBinaries {
+    pub init: PathBuf,
+    pub cairnctl: PathBuf,
+    pub test_agent: Option<PathBuf>,
+}
+
+fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> RootfsError + 'a {
+    move |source| RootfsError::Io { what, path: path.to_owned(), source }
+}
+
+pub fn build(profile: &Profile, work: &Path, cache: &Path, epoch: u64, log: &Path) -> Result<Rootfs, RootfsError> {
+    let dir = work.join("rootfs");
+    let debs = cache.join("debs");
+    std::fs::create_dir_all(&debs).map_err(io("cannot create cache directory", &debs))?;
+    let mut cmd = Command::new("mmdebstrap");
+    cmd.env("SOURCE_DATE_EPOCH", epoch.to_string())
+        .arg("--variant=essential")
+        .arg("--mode=root")
+        .arg(format!("--include={}", profile.debian.packages.join(",")))
+        // Documentation, manuals and translations are dead weight on a node; the copyright
+        // files stay for licence compliance.
+        .arg("--dpkgopt=path-exclude=/usr/share/man/*")
+        .arg("--dpkgopt=path-exclude=/usr/share/info/*")
+        .arg("--dpkgopt=path-exclude=/usr/share/locale/*")
+        .arg("--dpkgopt=path-exclude=/usr/share/doc/*")
+        .arg("--dpkgopt=path-include=/usr/share/doc/*/copyright")
+        .arg("--skip=essential/unlink")
+        .arg("--setup-hook=mkdir -p \"$1\"/var/cache/apt/archives/")
+        .arg(format!("--setup-hook=sync-in {} /var/cache/apt/archives/", debs.display()))
+        .arg(format!("--customize-hook=sync-out /var/cache/apt/archives {}", debs.display()))
+        // The kernel's postinst builds a Debian initramfs we never use; drop it with /boot.
+        .arg(&profile.debian.suite)
+        .arg(&dir);
+    tool::run(cmd, log).map_err(RootfsError::Debootstrap)?;
+
+    let modules = dir.join("lib/modules");
+    let versions: Vec<String> = std::fs::read_dir(&modules)
+        .map_err(io("cannot list", &modules))?
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect();
+    let [kernel_version] = versions.as_slice() else { return Err(RootfsError::KernelCount(versions.len())) };
+    let kernel_version = kernel_version.clone();
+    let vmlinuz_in_root = dir.join(format!("boot/vmlinuz-{kernel_version}"));
+    if !vmlinuz_in_root.is_file() {
+        return Err(RootfsError::NoKernel);
+    }
+    let vmlinuz = work.join("vmlinuz");
+    std::fs::rename(&vmlinuz_in_root, &vmlinuz).map_err(io("cannot move kernel", &vmlinuz_in_root))?;
+    Ok(Rootfs { dir, kernel_version, vmlinuz })
+}
+
+/// Turns the Debian tree into a Cairn root: our PID 1 and CLI, mount points, no /boot.
+pub fn customise(root: &Rootfs, profile: &Profile, bins: &CairnBinaries) -> Result<(), RootfsError> {
+    let d = &root.dir;
+    // /boot holds Debian's initramfs and a second kernel copy: neither is used by a slot.
+    for entry in std::fs::read_dir(d.join("boot")).map_err(io("cannot list", &d.join("boot")))?.flatten() {
+        remove(&entry.path())?;
+    }
+    for name in ["initrd.img", "initrd.img.old", "vmlinuz", "vmlinuz.old"] {
+        remove(&d.join(name))?;
+    }
+    for dir in ["data", "boot/efi", "run", "tmp", "etc/cairn/services", "usr/libexec"] {
+        let p = d.join(dir);
+        std::fs::create_dir_all(&p).map_err(io("cannot create", &p))?;
+    }
+    if profile.init == crate::profile::Init::Cairn {
+        install(&bins.init, &d.join("sbin/init"))?;
+    }
+    install(&bins.cairnctl, &d.join("usr/bin/cairnctl"))?;
+    if let Some(agent) = &bins.test_agent {
+        install(agent, &d.join("usr/libexec/cairn-test-agent"))?;
+        write(
+            &d.join("etc/cairn/services/test-agent.toml"),
+            "# Test images only: the VM test harness's command channel on /dev/hvc0.\n\
+             command = \"/usr/libexec/cairn-test-agent\"\nrestart = \"always\"\n",
+        )?;
+    }
+    write(
+        &d.join("etc/cairn/release"),
+        &format!("NAME={}\nVERSION={}\nKERNEL={}\n", profile.name, profile.version, root.kernel_version),
+    )?;
+    write(&d.join("etc/hostname"), "cairn\n")?;
+    write(&d.join("etc/fstab"), "# Cairn mounts everything itself (cairn-init); see README.md.\n")?;
+    // The root is read-only: machine-id lives on /data, created by stage 2 on first boot.
+    // (systemd, in the baseline image, handles a read-only root's machine-id itself.)
+    if profile.init == crate::profile::Init::Cairn {
+        let mid = d.join("etc/machine-id");
+        remove(&mid)?;
+        std::os::unix::fs::symlink("/data/etc/machine-id", &mid).map_err(io("cannot link", &mid))?;
+    }
+    Ok(())
+}
+
+fn remove(p: &Path) -> Result<(), RootfsError> {
+    match std::fs::symlink_metadata(p) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(p).map_err(io("cannot remove", p)),
+        Ok(_) => std::fs::remove_file(p).map_err(io("cannot remove", p)),
+        Err(_) => Ok(()),
+    }
+}
+
+fn install(from: &Path, to: &Path) -> Result<(), RootfsError> {
+    use std::os::unix::fs::PermissionsExt;
+    remove(to)?;
+    std::fs::copy(from, to).map_err(io("cannot copy into the root", to))?;
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o755)).map_err(io("cannot chmod", to))
+}
+
+fn write(p: &Path, text: &str) -> Result<(), RootfsError> {
+    std::fs::write(p, text).map_err(io("cannot write", p))
+}

@@ -1,0 +1,13 @@
+//! Cairn's PID 1 and its parts; see `main.rs` for how the two stages are chosen.
+
+pub mod blockdev;
+pub mod bootctl;
+pub mod cmdline;
+pub mod dm;
+pub mod kmod;
+pub mod log;
+pub mod service;
+pub mod shutdown;
+pub mod stage1;
+pub mod stage2;
+pub mod sys;

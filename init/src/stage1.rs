@@ -1,0 +1,267 @@
+//! Stage 1: `/init` in the initramfs. Mounts the verified root and the data partition, then
+//! switches to the root and executes stage 2 (`/sbin/init`, the same binary).
+//!
+//! Any error is fatal for this slot: we say why on the console, mark the slot bad in grubenv
+//! (best effort; GRUB's try flag already makes the next boot skip it) and reboot.
+
+use crate::blockdev::{self, PartitionDev};
+use crate::sys::{Power, Sys};
+use crate::{bootctl, cmdline, dm, kmod, say};
+use cairn_updater::slot::{Slot, DATA_LABEL};
+use cairn_updater::verity::Superblock;
+use nix::mount::MsFlags;
+use std::io::Read;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+pub const SYSROOT: &str = "/sysroot";
+/// Set once /dev, /proc, /sys have moved into the new root: they are then under /sysroot.
+static DEV_MOVED: AtomicBool = AtomicBool::new(false);
+const PARTITION_WAIT: Duration = Duration::from_secs(20);
+
+#[derive(Debug, thiserror::Error)]
+pub enum Stage1Error {
+    #[error("{0}")]
+    Cmdline(#[from] cmdline::CmdlineError),
+    #[error("{0}")]
+    Kmod(#[from] kmod::KmodError),
+    #[error("{0}")]
+    Block(#[from] blockdev::BlockError),
+    #[error("{0}")]
+    Dm(#[from] dm::DmError),
+    #[error("mounting {what} failed: {errno}")]
+    Mount { what: String, errno: nix::Error },
+    #[error("reading the verity superblock of {dev}: {reason}")]
+    Superblock { dev: String, reason: String },
+    #[error("the verified root of slot {0} has no /sbin/init: refusing to boot an empty or foreign root")]
+    EmptyRoot(Slot),
+    #[error("switch_root: {0}")]
+    Switch(String),
+}
+
+/// Runs stage 1. Returns only on error; on success it has exec'd stage 2.
+pub fn run(sys: &dyn Sys, start_ms: u64) -> Result<(), (Option<Slot>, Stage1Error)> {
+    mount_early(sys).map_err(|e| (None, e))?;
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let params = cmdline::parse(&cmdline).map_err(|e| (None, e.into()))?;
+    let slot = params.slot;
+    let r = (|| {
+        let n = kmod::load_list("/etc/cairn/modules")?;
+        say!("stage 1: slot {slot}, {n} kernel modules loaded");
+        mount_root(sys, slot, &params.root_hash)?;
+        for d in ["dev", "proc", "sys", "run"] {
+            sys.move_mount(&format!("/{d}"), &format!("{SYSROOT}/{d}"))
+                .map_err(|errno| Stage1Error::Mount { what: format!("move /{d}"), errno })?;
+            if d == "dev" {
+                DEV_MOVED.store(true, Ordering::SeqCst);
+            }
+        }
+        if let Err(e) = mount_data(sys) {
+            // /data problems do not make the slot bad (the other slot shares the same
+            // /data); the node comes up with a RAM-backed /data and says so loudly.
+            say!("WARNING: /data is unavailable ({e}); using a temporary in-memory /data: nothing written there survives a reboot");
+            let _ = sys.mount("tmpfs", &format!("{SYSROOT}/data"), "tmpfs", MsFlags::MS_NOSUID | MsFlags::MS_NODEV, "mode=0755");
+        }
+        Ok(())
+    })();
+    r.map_err(|e| (Some(slot), e))?;
+    switch_root(sys, start_ms).map_err(|e| (Some(slot), e))
+}
+
+fn mount_early(sys: &dyn Sys) -> Result<(), Stage1Error> {
+    let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    for (src, dir, fs, flags, data) in [
+        ("proc", "/proc", "proc", nosuid_nodev_noexec, ""),
+        ("sysfs", "/sys", "sysfs", nosuid_nodev_noexec, ""),
+        ("devtmpfs", "/dev", "devtmpfs", MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, "mode=0755"),
+        ("tmpfs", "/run", "tmpfs", MsFlags::MS_NOSUID | MsFlags::MS_NODEV, "mode=0755"),
+    ] {
+        let _ = std::fs::create_dir_all(dir);
+        match sys.mount(src, dir, fs, flags, data) {
+            // devtmpfs may already be mounted by the kernel (CONFIG_DEVTMPFS_MOUNT).
+            Ok(()) | Err(nix::Error::EBUSY) => {}
+            Err(errno) => return Err(Stage1Error::Mount { what: dir.into(), errno }),
+        }
+    }
+    Ok(())
+}
+
+fn read_superblock(dev: &str) -> Result<Superblock, Stage1Error> {
+    let err = |reason: String| Stage1Error::Superblock { dev: dev.into(), reason };
+    let mut buf = vec![0u8; 4096];
+    std::fs::File::open(dev).and_then(|mut f| f.read_exact(&mut buf)).map_err(|e| err(e.to_string()))?;
+    Superblock::parse(&buf).map_err(|e| err(e.to_string()))
+}
+
+/// dm-verity over the slot's root partition, then the squashfs on top, read-only.
+fn mount_root(sys: &dyn Sys, slot: Slot, root_hash: &str) -> Result<(), Stage1Error> {
+    let data = blockdev::wait_for_label(slot.root_label(), "", PARTITION_WAIT)?;
+    let hash = blockdev::wait_for_label(slot.verity_label(), "", PARTITION_WAIT)?;
+    let sb = read_superblock(&hash.dev_path())?;
+    let table = sb.table_params(&data.dev_path(), &hash.dev_path(), root_hash);
+    let minor = dm::create("root", sb.data_sectors(), "verity", &table)?;
+    let dev = format!("/dev/dm-{minor}");
+    if !blockdev::wait_for_node(&dev, Duration::from_secs(5)) {
+        return Err(Stage1Error::Switch(format!("{dev} did not appear after creating the verity device")));
+    }
+    let _ = std::fs::create_dir_all(SYSROOT);
+    sys.mount(&dev, SYSROOT, "squashfs", MsFlags::MS_RDONLY | MsFlags::MS_NODEV, "")
+        .map_err(|errno| Stage1Error::Mount { what: format!("root of slot {slot} ({dev}, squashfs on dm-verity)"), errno })?;
+    if std::fs::symlink_metadata(format!("{SYSROOT}/sbin/init")).is_err() {
+        let _ = sys.umount(SYSROOT, false);
+        return Err(Stage1Error::EmptyRoot(slot));
+    }
+    say!("stage 1: root of slot {slot} verified (dm-verity {}...) and mounted read-only", &root_hash[..12]);
+    Ok(())
+}
+
+/// The data partition: grown to the end of the disk and formatted as ext4 on first boot,
+/// checked if it does not mount, grown online if the disk grew since.
+fn mount_data(sys: &dyn Sys) -> Result<(), String> {
+    let mut part = blockdev::wait_for_label(DATA_LABEL, SYSROOT, PARTITION_WAIT).map_err(|e| e.to_string())?;
+    let dev = format!("{SYSROOT}/dev/{}", part.name);
+    let disk_dev = format!("{SYSROOT}/dev/{}", part.disk);
+    if let Some(grown) = grow_partition(&part, &disk_dev)? {
+        say!("stage 1: data partition grown to the end of the disk: {} MiB", grown.size_sectors >> 11);
+        part = grown;
+    }
+    if !is_ext4(&dev) {
+        say!("stage 1: first boot: creating the ext4 file system on /data ({} MiB)", part.size_sectors >> 11);
+        run_in_root(&["/sbin/mke2fs", "-q", "-F", "-t", "ext4", "-L", "data", "-E", "lazy_itable_init=1,lazy_journal_init=1", &format!("/dev/{}", part.name)])?;
+    }
+    let target = format!("{SYSROOT}/data");
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    if let Err(first) = sys.mount(&dev, &target, "ext4", flags, "") {
+        say!("stage 1: /data does not mount ({first}); checking it with e2fsck");
+        let _ = run_in_root(&["/sbin/e2fsck", "-p", &format!("/dev/{}", part.name)]);
+        sys.mount(&dev, &target, "ext4", flags, "").map_err(|e| format!("mount {dev} on /data after e2fsck: {e}"))?;
+    }
+    grow_fs(&target, part.size_sectors * 512);
+    Ok(())
+}
+
+/// Rewrites the GPT so the data partition (the last one) ends at the end of the disk, and
+/// tells the kernel. Returns the new partition if it changed.
+fn grow_partition(part: &PartitionDev, disk_dev: &str) -> Result<Option<PartitionDev>, String> {
+    let Some(disk_sectors) = blockdev::disk_sectors(SYSROOT, &part.disk) else { return Ok(None) };
+    // Leave the backup GPT (33 sectors) and alignment slack: grow only if it buys > 1 MiB.
+    if part.start_sectors + part.size_sectors + 33 + 2048 >= disk_sectors {
+        return Ok(None);
+    }
+    let mut f = std::fs::OpenOptions::new().read(true).write(true).open(disk_dev).map_err(|e| format!("open {disk_dev}: {e}"))?;
+    let mut gpt = cairn_updater::gpt::Gpt::read(&mut f, disk_sectors * 512).map_err(|e| e.to_string())?;
+    if !gpt.grow_last_partition(DATA_LABEL, disk_sectors).map_err(|e| e.to_string())? {
+        return Ok(None);
+    }
+    gpt.write(&mut f).map_err(|e| e.to_string())?;
+    f.sync_all().map_err(|e| e.to_string())?;
+    drop(f);
+    let p = gpt.find(DATA_LABEL).ok_or("data partition vanished from the GPT")?;
+    let size = p.last_lba + 1 - p.first_lba;
+    blockdev::resize_partition(disk_dev, part.number, p.first_lba * 512, size * 512).map_err(|e| e.to_string())?;
+    Ok(Some(PartitionDev { size_sectors: size, ..part.clone() }))
+}
+
+fn is_ext4(dev: &str) -> bool {
+    let mut sb = [0u8; 2048];
+    std::fs::File::open(dev).and_then(|mut f| f.read_exact(&mut sb)).is_ok() && sb[1024 + 0x38] == 0x53 && sb[1024 + 0x39] == 0xef
+}
+
+/// Grows a mounted ext4 file system to fill `bytes` if that adds more than 1 MiB.
+fn grow_fs(mount_point: &str, bytes: u64) {
+    let Ok(st) = nix::sys::statvfs::statvfs(mount_point) else { return };
+    let block = st.fragment_size().max(1024);
+    let want = bytes / block;
+    if want * block > st.blocks() * block + (1 << 20) {
+        match blockdev::ext4_resize(mount_point, want) {
+            Ok(()) => say!("stage 1: /data grown to {} MiB", bytes >> 20),
+            Err(e) => say!("WARNING: could not grow /data: {e}"),
+        }
+    }
+}
+
+/// Runs a tool from the verified root (e2fsprogs are not in the initramfs).
+fn run_in_root(argv: &[&str]) -> Result<(), String> {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new(argv[0]);
+    cmd.args(&argv[1..]).env_clear().env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+    // SAFETY: chroot(2) and chdir(2) are async-signal-safe, as pre_exec requires, and touch
+    // only the child.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::chroot(SYSROOT)?;
+            nix::unistd::chdir("/")?;
+            Ok(())
+        });
+    }
+    let out = cmd.output().map_err(|e| format!("{}: {e}", argv[0]))?;
+    if !out.status.success() {
+        return Err(format!("{} failed ({}): {}", argv[0], out.status, String::from_utf8_lossy(&out.stderr).trim()));
+    }
+    Ok(())
+}
+
+/// Frees the initramfs, moves the new root over /, and executes stage 2.
+fn switch_root(sys: &dyn Sys, start_ms: u64) -> Result<(), Stage1Error> {
+    // The initramfs stays in RAM until deleted; everything but /sysroot is ours to remove
+    // (/dev, /proc, /sys and /run were moved into the new root already).
+    for entry in ["init", "etc", "lib"] {
+        let _ = std::fs::remove_dir_all(format!("/{entry}")).or_else(|_| std::fs::remove_file(format!("/{entry}")));
+    }
+    switch_root_calls(sys)?;
+    let stage1_ms = crate::log::uptime_ms().saturating_sub(start_ms);
+    say!("stage 1: done in {stage1_ms} ms; starting stage 2");
+    std::env::set_var("CAIRN_STAGE1_START_MS", start_ms.to_string());
+    let err = exec_init();
+    Err(Stage1Error::Switch(format!("exec /sbin/init: {err}")))
+}
+
+/// The mount sequence of switch_root, separate so tests can check its order.
+pub fn switch_root_calls(sys: &dyn Sys) -> Result<(), Stage1Error> {
+    let sw = |what: &str, r: crate::sys::Result<()>| r.map_err(|e| Stage1Error::Switch(format!("{what}: {e}")));
+    sw("chdir /sysroot", sys.chdir(SYSROOT))?;
+    sw("move /sysroot to /", sys.move_mount(".", "/"))?;
+    sw("chroot .", sys.chroot("."))?;
+    sw("chdir /", sys.chdir("/"))
+}
+
+fn exec_init() -> std::io::Error {
+    use std::os::unix::process::CommandExt;
+    std::process::Command::new("/sbin/init").arg0("/sbin/init").exec()
+}
+
+/// The slot cannot boot: say why, mark it bad, reboot into the other slot.
+pub fn fail(sys: &dyn Sys, slot: Option<Slot>, err: &Stage1Error) -> ! {
+    match slot {
+        Some(slot) => {
+            say!("FATAL slot {slot}: {err}");
+            say!("marking slot {slot} failed and rebooting into slot {}", slot.other());
+            // /dev may already have moved into the new root.
+            let root = if DEV_MOVED.load(Ordering::SeqCst) { SYSROOT } else { "" };
+            let access = bootctl::EspAccess { root: root.into(), mount_dir: "/cairn-esp".into() };
+            if let Err(e) = bootctl::update(sys, &access, |env| env.mark_bad(slot)) {
+                say!("could not mark slot {slot} bad ({e}); GRUB's try flag makes the next boot skip it anyway");
+            }
+        }
+        None => say!("FATAL: {err}; rebooting"),
+    }
+    sys.sync();
+    std::thread::sleep(Duration::from_secs(1));
+    loop {
+        let _ = sys.power(Power::Reboot);
+        std::thread::sleep(Duration::from_secs(5));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::Recorder;
+
+    #[test]
+    fn switch_root_moves_before_chroot() {
+        let r = Recorder::default();
+        assert!(switch_root_calls(&r).is_ok());
+        assert_eq!(r.calls(), ["chdir /sysroot", "move . /", "chroot .", "chdir /"]);
+    }
+}

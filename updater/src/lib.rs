@@ -1,0 +1,13 @@
+//! `cairn-updater`: the one home of every on-disk format Cairn has. The image tool writes
+//! them, PID 1 reads and changes them, the installer (to come) rewrites them; nobody keeps a
+//! second copy.
+//!
+//! - [`slot`]: slot and partition names;
+//! - [`grubenv`]: GRUB's environment block and the A/B state in it;
+//! - [`verity`]: the dm-verity hash tree and superblock;
+//! - [`gpt`]: GUID partition tables.
+
+pub mod gpt;
+pub mod grubenv;
+pub mod slot;
+pub mod verity;
