@@ -136,7 +136,7 @@ fn mount_data(sys: &dyn Sys) -> Result<(), String> {
         let _ = run_in_root(&["/sbin/e2fsck", "-p", &format!("/dev/{}", part.name)]);
         sys.mount(&dev, &target, "ext4", flags, "").map_err(|e| format!("mount {dev} on /data after e2fsck: {e}"))?;
     }
-    grow_fs(&target, part.size_sectors * 512);
+    grow_fs(&dev, &target, part.size_sectors * 512);
     Ok(())
 }
 
@@ -167,16 +167,29 @@ fn is_ext4(dev: &str) -> bool {
     std::fs::File::open(dev).and_then(|mut f| f.read_exact(&mut sb)).is_ok() && sb[1024 + 0x38] == 0x53 && sb[1024 + 0x39] == 0xef
 }
 
-/// Grows a mounted ext4 file system to fill `bytes` if that adds more than 1 MiB.
-fn grow_fs(mount_point: &str, bytes: u64) {
-    let Ok(st) = nix::sys::statvfs::statvfs(mount_point) else { return };
-    let block = st.fragment_size().max(1024);
-    let want = bytes / block;
-    if want * block > st.blocks() * block + (1 << 20) {
-        match blockdev::ext4_resize(mount_point, want) {
-            Ok(()) => say!("stage 1: /data grown to {} MiB", bytes >> 20),
-            Err(e) => say!("WARNING: could not grow /data: {e}"),
-        }
+/// The ext4 file system on `dev`: (block count, block size), from its superblock.
+fn ext4_size(dev: &str) -> Option<(u64, u64)> {
+    let mut sb = [0u8; 1024];
+    let mut f = std::fs::File::open(dev).ok()?;
+    std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(1024)).ok()?;
+    f.read_exact(&mut sb).ok()?;
+    let u32_at = |o: usize| u32::from_le_bytes([sb[o], sb[o + 1], sb[o + 2], sb[o + 3]]) as u64;
+    let block = 1024u64 << u32_at(24).min(6);
+    // s_blocks_count_hi counts only with the 64bit feature (INCOMPAT 0x80).
+    let hi = if u32_at(0x60) & 0x80 != 0 { u32_at(0x150) } else { 0 };
+    Some(((hi << 32) | u32_at(4), block))
+}
+
+/// Grows the mounted ext4 file system to fill its partition if that adds more than 1 MiB.
+fn grow_fs(dev: &str, mount_point: &str, bytes: u64) {
+    let Some((blocks, block)) = ext4_size(dev) else { return };
+    let have = blocks * block;
+    if bytes <= have + (1 << 20) {
+        return;
+    }
+    match blockdev::ext4_resize(mount_point, bytes / block) {
+        Ok(()) => say!("stage 1: /data grown from {} MiB to {} MiB", have >> 20, bytes >> 20),
+        Err(e) => say!("WARNING: could not grow /data: {e}"),
     }
 }
 

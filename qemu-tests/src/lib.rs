@@ -1,1 +1,46 @@
-//! placeholder
+//! The VM test harness: boot a Cairn disk image in QEMU and drive it, in the spirit of the
+//! NixOS test driver. See [`machine::Machine`] for the API.
+//!
+//! - the base image is never modified: every machine runs on a qcow2 overlay;
+//! - the serial console goes to `target/qemu-tests/<test>/console.log` (kept after a failure);
+//! - commands run in the guest through the test agent on a virtconsole ([`agent`]);
+//! - reset, power button and Ctrl-Alt-Del go through QMP ([`qmp`]).
+
+pub mod agent;
+pub mod console;
+pub mod image;
+pub mod kvm;
+pub mod machine;
+pub mod qmp;
+
+pub use machine::{Firmware, Machine, MachineConfig, ReadyLine};
+
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    #[error("{tool} not found: apt-get install {package} (or run ./dev setup)")]
+    Missing { tool: String, package: String },
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
+    #[error("timed out after {secs} s waiting for {what}; console log: {log}")]
+    Timeout { what: String, secs: u64, log: String },
+    #[error("QMP: {0}")]
+    Qmp(String),
+    #[error("guest command `{cmd}` {expectation}, status {status}; output:\n{output}")]
+    Command { cmd: String, expectation: &'static str, status: i32, output: String },
+    #[error("the test image is not available: {0}")]
+    Image(String),
+    #[error("QEMU exited unexpectedly ({status}); console log: {log}")]
+    Exited { status: String, log: String },
+}
+
+impl HarnessError {
+    pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> HarnessError {
+        let what = what.into();
+        move |source| HarnessError::Io { what, source }
+    }
+}
+
+/// The workspace root (this crate's parent directory).
+pub fn workspace() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(std::path::Path::to_owned).unwrap_or_default()
+}

@@ -1,1 +1,88 @@
-fn main() {}
+//! The in-guest test agent: runs shell commands for the VM test harness over /dev/hvc0
+//! (a virtconsole). Present only in test images (profile `test_agent = true`).
+//!
+//! Protocol, one JSON object per line: the agent says `{"hello":"cairn-test-agent",
+//! "boot_id":"..."}` when it starts; the host sends `{"id":N,"cmd":"...","timeout_s":T}`;
+//! the agent answers `{"id":N,"status":S,"output":"..."}` (stdout and stderr together;
+//! status 124 on timeout, 128+signal when killed).
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const PORT: &str = "/dev/hvc0";
+
+fn raw_mode(f: &std::fs::File) {
+    if let Ok(mut t) = rustix::termios::tcgetattr(f) {
+        t.make_raw();
+        let _ = rustix::termios::tcsetattr(f, rustix::termios::OptionalActions::Now, &t);
+    }
+}
+
+fn run(cmd: &str, timeout: Duration) -> (i32, String) {
+    let (mut reader, writer) = match std::io::pipe() {
+        Ok(p) => p,
+        Err(e) => return (125, format!("agent: pipe: {e}")),
+    };
+    let writer2 = match writer.try_clone() {
+        Ok(w) => w,
+        Err(e) => return (125, format!("agent: pipe: {e}")),
+    };
+    let mut child = match Command::new("/bin/sh").arg("-c").arg(cmd).stdin(Stdio::null()).stdout(writer).stderr(writer2).spawn() {
+        Ok(c) => c,
+        Err(e) => return (127, format!("agent: cannot run /bin/sh: {e}")),
+    };
+    let collector = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let _ = reader.read_to_end(&mut out);
+        out
+    });
+    let start = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => break st.code().unwrap_or_else(|| 128 + std::os::unix::process::ExitStatusExt::signal(&st).unwrap_or(0)),
+            Ok(None) if start.elapsed() > timeout => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break 124;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+            Err(_) => break 125,
+        }
+    };
+    // A command that left a background process holding the pipe must not hang us.
+    let out = if status == 124 { Vec::new() } else { collector.join().unwrap_or_default() };
+    (status, String::from_utf8_lossy(&out).into_owned())
+}
+
+fn serve() -> std::io::Result<()> {
+    let port = std::fs::OpenOptions::new().read(true).write(true).open(PORT)?;
+    raw_mode(&port);
+    let mut out = port.try_clone()?;
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    writeln!(out, "{}", json!({"hello": "cairn-test-agent", "boot_id": boot_id.trim()}))?;
+    for line in BufReader::new(port).lines() {
+        let line = line?;
+        let reply = match serde_json::from_str::<Value>(line.trim()) {
+            Ok(req) if req["cmd"].is_string() => {
+                let timeout = Duration::from_secs(req["timeout_s"].as_u64().unwrap_or(60));
+                let (status, output) = run(req["cmd"].as_str().unwrap_or(""), timeout);
+                json!({"id": req["id"], "status": status, "output": output})
+            }
+            Ok(_) | Err(_) if line.trim().is_empty() => continue,
+            _ => json!({"id": null, "error": format!("bad request line: {:.80}", line)}),
+        };
+        writeln!(out, "{reply}")?;
+    }
+    Ok(())
+}
+
+fn main() {
+    loop {
+        if let Err(e) = serve() {
+            eprintln!("cairn-test-agent: {PORT}: {e}; retrying");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}

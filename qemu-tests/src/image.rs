@@ -1,0 +1,78 @@
+//! The test image: built once by `./dev test` (or here, if missing) and read from its
+//! manifest.json.
+
+use crate::HarnessError;
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+#[derive(Debug, Deserialize)]
+pub struct Artifact {
+    pub path: String,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PartitionInfo {
+    pub label: String,
+    pub first_lba: u64,
+    pub last_lba: u64,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Manifest {
+    pub name: String,
+    pub version: String,
+    pub source_date_epoch: u64,
+    pub disk: Artifact,
+    pub partitions: Vec<PartitionInfo>,
+    #[serde(skip)]
+    pub dir: PathBuf,
+}
+
+impl Manifest {
+    pub fn disk_path(&self) -> PathBuf {
+        self.dir.join(&self.disk.path)
+    }
+    pub fn partition(&self, label: &str) -> Option<(u64, u64)> {
+        self.partitions.iter().find(|p| p.label == label).map(|p| (p.first_lba, p.last_lba))
+    }
+}
+
+static TEST_IMAGE: OnceLock<Result<Manifest, String>> = OnceLock::new();
+
+pub fn image_dir() -> PathBuf {
+    std::env::var_os("CAIRN_TEST_IMAGE_DIR").map(PathBuf::from).unwrap_or_else(|| crate::workspace().join("target/cairn/test"))
+}
+
+pub fn load(dir: &std::path::Path) -> Result<Manifest, String> {
+    let path = dir.join("manifest.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut m: Manifest = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    m.dir = dir.to_owned();
+    Ok(m)
+}
+
+/// The test image, building it first if it is not there.
+pub fn test_image() -> Result<&'static Manifest, HarnessError> {
+    TEST_IMAGE
+        .get_or_init(|| {
+            let dir = image_dir();
+            if !dir.join("manifest.json").is_file() {
+                eprintln!("test image missing in {}: building it (./dev test does this up front)", dir.display());
+                let status = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                    .current_dir(crate::workspace())
+                    .args(["run", "--release", "-q", "-p", "cairn-image", "--", "build", "--profile", "image/profiles/test.toml", "--out"])
+                    .arg(&dir)
+                    .status()
+                    .map_err(|e| format!("cannot run cargo: {e}"))?;
+                if !status.success() {
+                    return Err(format!("building the test image failed ({status}); run `./dev test` to see why"));
+                }
+            }
+            load(&dir)
+        })
+        .as_ref()
+        .map_err(|e| HarnessError::Image(e.clone()))
+}

@@ -1,0 +1,340 @@
+//! `Machine`: one QEMU guest booted from a Cairn disk image.
+
+use crate::agent::Agent;
+use crate::console::Console;
+use crate::qmp::{self, Qmp};
+use crate::HarnessError;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+/// TCG on a loaded two-core machine is slow: allow for it in every wait.
+pub const BOOT_TIMEOUT: Duration = Duration::from_secs(240);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Firmware {
+    Bios,
+    Uefi,
+}
+
+#[derive(Debug, Clone)]
+pub struct MachineConfig {
+    pub name: String,
+    pub disk: PathBuf,
+    pub disk_size_mb: u64,
+    pub firmware: Firmware,
+    pub memory_mb: u32,
+    pub cpus: u32,
+    pub host_port_forwards: Vec<(u16, u16)>,
+}
+
+impl MachineConfig {
+    pub fn new(name: &str, disk: &Path, firmware: Firmware) -> MachineConfig {
+        MachineConfig { name: name.to_owned(), disk: disk.to_owned(), disk_size_mb: 2048, firmware, memory_mb: 1024, cpus: 2, host_port_forwards: Vec::new() }
+    }
+}
+
+/// The parsed `CAIRN READY` line.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ReadyLine {
+    pub slot: String,
+    pub version: String,
+    pub kernel_ms: u64,
+    pub stage1_ms: u64,
+    pub stage2_ms: u64,
+    pub boot_id: String,
+}
+
+impl ReadyLine {
+    pub fn parse(line: &str) -> Option<ReadyLine> {
+        let rest = &line[line.find("CAIRN READY")? + "CAIRN READY".len()..];
+        let mut r = ReadyLine::default();
+        for kv in rest.split_whitespace() {
+            let (k, v) = kv.split_once('=')?;
+            match k {
+                "slot" => r.slot = v.into(),
+                "version" => r.version = v.into(),
+                "kernel_ms" => r.kernel_ms = v.parse().ok()?,
+                "stage1_ms" => r.stage1_ms = v.parse().ok()?,
+                "stage2_ms" => r.stage2_ms = v.parse().ok()?,
+                "boot_id" => r.boot_id = v.into(),
+                _ => {}
+            }
+        }
+        (!r.slot.is_empty()).then_some(r)
+    }
+}
+
+#[derive(Debug)]
+pub struct Machine {
+    cfg: MachineConfig,
+    dir: PathBuf,
+    child: Option<Child>,
+    qmp: Option<Qmp>,
+    agent: Option<Agent>,
+    console: Console,
+    started: Instant,
+}
+
+fn need(tool: &str, package: &str) -> Result<(), HarnessError> {
+    let found = std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()));
+    if found {
+        Ok(())
+    } else {
+        Err(HarnessError::Missing { tool: tool.into(), package: package.into() })
+    }
+}
+
+impl Machine {
+    pub fn start(cfg: MachineConfig) -> Result<Machine, HarnessError> {
+        need("qemu-system-x86_64", "qemu-system-x86")?;
+        need("qemu-img", "qemu-utils")?;
+        let dir = crate::workspace().join("target/qemu-tests").join(&cfg.name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(HarnessError::io(format!("create {}", dir.display())))?;
+        let disk = std::fs::canonicalize(&cfg.disk).map_err(HarnessError::io(format!("disk image {}", cfg.disk.display())))?;
+        let out = Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
+            .arg(&disk)
+            .arg(dir.join("overlay.qcow2"))
+            .arg(format!("{}M", cfg.disk_size_mb))
+            .output()
+            .map_err(HarnessError::io("qemu-img create"))?;
+        if !out.status.success() {
+            return Err(HarnessError::Qmp(format!("qemu-img create: {}", String::from_utf8_lossy(&out.stderr))));
+        }
+        if cfg.firmware == Firmware::Uefi {
+            if !Path::new(OVMF_CODE).is_file() {
+                return Err(HarnessError::Missing { tool: OVMF_CODE.into(), package: "ovmf".into() });
+            }
+            std::fs::copy(OVMF_VARS, dir.join("vars.fd")).map_err(HarnessError::io("copy OVMF vars"))?;
+        }
+        let mut m = Machine { cfg, dir, child: None, qmp: None, agent: None, console: Console::default(), started: Instant::now() };
+        m.launch()?;
+        Ok(m)
+    }
+
+    /// Starts QEMU on the existing overlay (first start, after a power cut, after poweroff).
+    fn launch(&mut self) -> Result<(), HarnessError> {
+        let d = &self.dir;
+        for s in ["qmp.sock", "agent.sock"] {
+            let _ = std::fs::remove_file(d.join(s));
+        }
+        let mut cmd = Command::new("qemu-system-x86_64");
+        cmd.args(["-machine", &format!("q35,accel={}", crate::kvm::accel())])
+            .args(["-m", &self.cfg.memory_mb.to_string(), "-smp", &self.cfg.cpus.to_string()])
+            .args(["-nodefaults", "-display", "none", "-serial", "stdio"])
+            .arg("-qmp")
+            .arg(format!("unix:{},server=on,wait=off", d.join("qmp.sock").display()))
+            .args(["-device", "virtio-serial-pci"])
+            .arg("-chardev")
+            .arg(format!("socket,id=agent,path={},server=on,wait=off", d.join("agent.sock").display()))
+            .args(["-device", "virtconsole,chardev=agent"])
+            .arg("-drive")
+            .arg(format!("file={},format=qcow2,if=virtio,cache=unsafe", d.join("overlay.qcow2").display()))
+            .args(["-device", "virtio-rng-pci"]);
+        if self.cfg.firmware == Firmware::Uefi {
+            cmd.arg("-drive").arg(format!("if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"));
+            cmd.arg("-drive").arg(format!("if=pflash,format=raw,unit=1,file={}", d.join("vars.fd").display()));
+        }
+        if self.cfg.host_port_forwards.is_empty() {
+            cmd.args(["-nic", "none"]);
+        } else {
+            let fwd: Vec<String> = self.cfg.host_port_forwards.iter().map(|(h, g)| format!("hostfwd=tcp:127.0.0.1:{h}-:{g}")).collect();
+            cmd.arg("-nic").arg(format!("user,model=virtio-net-pci,{}", fwd.join(",")));
+        }
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(d.join("console.log")).map_err(HarnessError::io("console log"))?;
+        let stderr = log.try_clone().map_err(HarnessError::io("console log"))?;
+        let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::from(stderr)).spawn().map_err(HarnessError::io("start qemu-system-x86_64"))?;
+        if let Some(out) = child.stdout.take() {
+            self.console.capture(out, log);
+        }
+        self.started = Instant::now();
+        self.child = Some(child);
+        self.qmp = Some(Qmp::open(&d.join("qmp.sock"))?);
+        self.agent = Some(Agent::new(qmp::connect(&d.join("agent.sock"), Duration::from_secs(20))?)?);
+        Ok(())
+    }
+
+    fn log_path(&self) -> String {
+        self.dir.join("console.log").display().to_string()
+    }
+
+    fn timeout(&self, what: &str, t: Duration) -> HarnessError {
+        HarnessError::Timeout { what: what.into(), secs: t.as_secs(), log: self.log_path() }
+    }
+
+    pub fn log_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// When QEMU was (last) started, for boot timelines.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    pub fn console_log(&self) -> String {
+        self.console.text()
+    }
+
+    pub fn mark_console(&self) {
+        self.console.mark();
+    }
+
+    pub fn wait_for_console_text(&self, needle: &str, timeout: Duration) -> Result<String, HarnessError> {
+        self.console.wait_for(needle, timeout).ok_or_else(|| self.timeout(&format!("console text {needle:?}"), timeout))
+    }
+
+    pub fn wait_for_ready(&self, timeout: Duration) -> Result<ReadyLine, HarnessError> {
+        let line = self.wait_for_console_text("CAIRN READY", timeout)?;
+        ReadyLine::parse(&line).ok_or_else(|| HarnessError::Qmp(format!("unparsable ready line {line:?}")))
+    }
+
+    fn agent(&self) -> Result<&Agent, HarnessError> {
+        self.agent.as_ref().ok_or_else(|| HarnessError::Exited { status: "not running".into(), log: self.log_path() })
+    }
+
+    /// Waits until the agent answers a command.
+    pub fn wait_for_agent(&self, timeout: Duration) -> Result<String, HarnessError> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            let agent = self.agent()?;
+            let id = agent.send("cat /proc/sys/kernel/random/boot_id", Duration::from_secs(10))?;
+            if let Some((0, out)) = agent.wait_reply(id, Duration::from_secs(3)) {
+                return Ok(out.trim().to_owned());
+            }
+        }
+        Err(self.timeout("the test agent", timeout))
+    }
+
+    pub fn execute(&self, cmd: &str, timeout: Duration) -> Result<(i32, String), HarnessError> {
+        let agent = self.agent()?;
+        let id = agent.send(cmd, timeout)?;
+        agent.wait_reply(id, timeout + Duration::from_secs(10)).ok_or_else(|| self.timeout(&format!("`{cmd}`"), timeout))
+    }
+
+    pub fn succeed(&self, cmd: &str) -> Result<String, HarnessError> {
+        match self.execute(cmd, Duration::from_secs(120))? {
+            (0, out) => Ok(out),
+            (status, output) => Err(HarnessError::Command { cmd: cmd.into(), expectation: "failed", status, output }),
+        }
+    }
+
+    pub fn fail(&self, cmd: &str) -> Result<String, HarnessError> {
+        match self.execute(cmd, Duration::from_secs(120))? {
+            (0, output) => Err(HarnessError::Command { cmd: cmd.into(), expectation: "succeeded but should have failed", status: 0, output }),
+            (_, out) => Ok(out),
+        }
+    }
+
+    pub fn wait_until_succeeds(&self, cmd: &str, timeout: Duration) -> Result<String, HarnessError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok((0, out)) = self.execute(cmd, Duration::from_secs(30)) {
+                return Ok(out);
+            }
+            if Instant::now() >= deadline {
+                return Err(self.timeout(&format!("`{cmd}` to succeed"), timeout));
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// Asks the guest's PID 1 to reboot (SIGINT); returns at once. Marks the console first,
+    /// so `wait_for_ready` then waits for the next boot.
+    pub fn reboot(&self) -> Result<(), HarnessError> {
+        self.mark_console();
+        self.agent()?.send("kill -INT 1", Duration::from_secs(5)).map(|_| ())
+    }
+
+    pub fn send_ctrl_alt_del(&mut self) -> Result<(), HarnessError> {
+        self.mark_console();
+        self.qmp_cmd("send-key", json!({"keys": [{"type": "qcode", "data": "ctrl"}, {"type": "qcode", "data": "alt"}, {"type": "qcode", "data": "delete"}]}))
+    }
+
+    pub fn power_button(&mut self) -> Result<(), HarnessError> {
+        self.mark_console();
+        self.qmp_cmd("system_powerdown", json!({}))
+    }
+
+    pub fn reset(&mut self) -> Result<(), HarnessError> {
+        self.mark_console();
+        self.qmp_cmd("system_reset", json!({}))
+    }
+
+    fn qmp_cmd(&mut self, cmd: &str, args: serde_json::Value) -> Result<(), HarnessError> {
+        let q = self.qmp.as_mut().ok_or_else(|| HarnessError::Qmp("QEMU is not running".into()))?;
+        q.execute(cmd, args).map(|_| ())
+    }
+
+    /// Asks the guest to power off (SIGPWR to PID 1) and waits for QEMU to exit.
+    pub fn shutdown(&mut self, timeout: Duration) -> Result<ExitStatus, HarnessError> {
+        self.mark_console();
+        self.agent()?.send("kill -PWR 1", Duration::from_secs(5))?;
+        self.wait_for_exit(timeout)
+    }
+
+    pub fn wait_for_exit(&mut self, timeout: Duration) -> Result<ExitStatus, HarnessError> {
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut().ok_or_else(|| HarnessError::Qmp("QEMU is not running".into()))?;
+        loop {
+            if let Some(st) = child.try_wait().map_err(HarnessError::io("wait for qemu"))? {
+                self.child = None;
+                self.qmp = None;
+                self.agent = None;
+                return Ok(st);
+            }
+            if Instant::now() >= deadline {
+                return Err(self.timeout("QEMU to exit", timeout));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// A power cut: SIGKILL QEMU (nothing the guest had not written reaches the disk), then
+    /// power on again on the same overlay and firmware variables.
+    pub fn crash(&mut self) -> Result<(), HarnessError> {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.restart()
+    }
+
+    /// Starts QEMU again on the same overlay after it exited.
+    pub fn restart(&mut self) -> Result<(), HarnessError> {
+        self.qmp = None;
+        self.agent = None;
+        self.mark_console();
+        self.launch()
+    }
+}
+
+impl Drop for Machine {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_file(self.dir.join("overlay.qcow2"));
+        let _ = std::fs::remove_file(self.dir.join("vars.fd"));
+        if std::thread::panicking() {
+            eprintln!("console log kept: {}", self.log_path());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_line_parses() {
+        let r = ReadyLine::parse("cairn: CAIRN READY slot=b version=0.1.0 kernel_ms=1766 stage1_ms=480 stage2_ms=317 boot_id=71da").unwrap_or_default();
+        assert_eq!((r.slot.as_str(), r.kernel_ms, r.stage1_ms, r.stage2_ms, r.boot_id.as_str()), ("b", 1766, 480, 317, "71da"));
+        assert_eq!(ReadyLine::parse("nothing here"), None);
+    }
+}

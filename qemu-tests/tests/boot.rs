@@ -1,0 +1,161 @@
+//! Boot acceptance tests: each boots the test image (built by `./dev test`) in QEMU.
+
+use cairn_qemu_tests::image::test_image;
+use cairn_qemu_tests::machine::BOOT_TIMEOUT;
+use cairn_qemu_tests::{Firmware, Machine, MachineConfig};
+use std::io::{Seek, SeekFrom, Write};
+use std::time::Duration;
+
+type R = Result<(), cairn_qemu_tests::HarnessError>;
+
+fn boot(name: &str, firmware: Firmware) -> Result<Machine, cairn_qemu_tests::HarnessError> {
+    let image = test_image()?;
+    Machine::start(MachineConfig::new(name, &image.disk_path(), firmware))
+}
+
+fn boots_to_ready(name: &str, firmware: Firmware) -> R {
+    let m = boot(name, firmware)?;
+    let ready = m.wait_for_ready(BOOT_TIMEOUT)?;
+    assert_eq!(ready.slot, "a", "a fresh image boots slot a");
+    let boot_id = m.wait_for_agent(Duration::from_secs(60))?;
+    assert_eq!(boot_id, ready.boot_id, "the agent runs in the boot the ready line announced");
+    let cmdline = m.succeed("cat /proc/cmdline")?;
+    assert!(cmdline.contains("cairn.slot=a"), "{cmdline}");
+    // The root is the dm-verity device, not a raw partition.
+    let root = m.succeed("grep ' / ' /proc/self/mountinfo")?;
+    assert!(root.contains("/dev/dm-0") && root.contains("squashfs"), "root is not squashfs on dm-verity: {root}");
+    Ok(())
+}
+
+#[test]
+fn boots_to_ready_under_seabios() -> R {
+    boots_to_ready("boots_to_ready_under_seabios", Firmware::Bios)
+}
+
+#[test]
+fn boots_to_ready_under_ovmf() -> R {
+    boots_to_ready("boots_to_ready_under_ovmf", Firmware::Uefi)
+}
+
+#[test]
+fn root_is_read_only_and_data_survives_reboot() -> R {
+    let m = boot("root_is_read_only_and_data_survives_reboot", Firmware::Bios)?;
+    let first = m.wait_for_ready(BOOT_TIMEOUT)?;
+    m.wait_for_agent(Duration::from_secs(60))?;
+    let out = m.fail("touch /cairn-test-file")?;
+    assert!(out.contains("Read-only file system"), "a write to / must fail with EROFS: {out}");
+    let opts = m.succeed("awk '$2 == \"/\" {print $4}' /proc/mounts")?;
+    assert!(opts.split(',').any(|o| o.trim() == "ro"), "/ is not mounted ro: {opts}");
+    // /data is ext4 and was grown to the 2 GiB overlay on first boot.
+    let df = m.succeed("df -k --output=fstype,size /data | tail -1")?;
+    let mut it = df.split_whitespace();
+    assert_eq!(it.next(), Some("ext4"), "{df}");
+    let kib: u64 = it.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    assert!(kib > 700 * 1024, "/data was not grown to the disk: {kib} KiB");
+
+    let token = format!("token-{}", first.boot_id);
+    m.succeed(&format!("echo {token} > /data/marker && sync"))?;
+    m.reboot()?;
+    let second = m.wait_for_ready(BOOT_TIMEOUT)?;
+    assert_ne!(second.boot_id, first.boot_id, "the machine did not reboot");
+    m.wait_for_agent(Duration::from_secs(60))?;
+    assert_eq!(m.succeed("cat /data/marker")?.trim(), token);
+    Ok(())
+}
+
+#[test]
+fn corrupted_root_a_falls_back_to_root_b() -> R {
+    let image = test_image()?;
+    let (first_lba, _) = image.partition("root-a").expect("root-a in the manifest");
+    let dir = cairn_qemu_tests::workspace().join("target/qemu-tests/corrupt-disk");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let copy = dir.join("disk.img");
+    std::fs::copy(image.disk_path(), &copy).expect("copy the image");
+    {
+        // One byte in the first data blocks of root-a: the squashfs superblock area that the
+        // mount reads, so the kernel must notice at once.
+        let mut f = std::fs::OpenOptions::new().read(true).write(true).open(&copy).expect("open copy");
+        let at = first_lba * 512 + 100;
+        let mut b = [0u8; 1];
+        f.seek(SeekFrom::Start(at)).expect("seek");
+        std::io::Read::read_exact(&mut f, &mut b).expect("read");
+        f.seek(SeekFrom::Start(at)).expect("seek");
+        f.write_all(&[b[0] ^ 0xff]).expect("flip");
+    }
+    let m = Machine::start(MachineConfig::new("corrupted_root_a_falls_back_to_root_b", &copy, Firmware::Bios))?;
+    let fatal = m.wait_for_console_text("FATAL slot a", BOOT_TIMEOUT)?;
+    let ready = m.wait_for_ready(BOOT_TIMEOUT)?;
+    assert_eq!(ready.slot, "b", "after the verity failure the machine must run slot b");
+    let log = m.console_log();
+    assert!(!log.contains("CAIRN READY slot=a"), "the corrupted slot a reached ready:\n{log}");
+    assert!(fatal.contains("FATAL slot a"), "{fatal}");
+    m.wait_for_agent(Duration::from_secs(60))?;
+    assert!(m.succeed("cat /proc/cmdline")?.contains("cairn.slot=b"));
+    drop(m);
+    let _ = std::fs::remove_file(&copy);
+    Ok(())
+}
+
+#[test]
+fn poweroff_from_guest_is_clean_and_boots_again() -> R {
+    let mut m = boot("poweroff_from_guest_is_clean_and_boots_again", Firmware::Bios)?;
+    m.wait_for_ready(BOOT_TIMEOUT)?;
+    m.wait_for_agent(Duration::from_secs(60))?;
+    m.succeed("echo before-poweroff > /data/p && sync")?;
+    let status = m.shutdown(Duration::from_secs(120))?;
+    assert!(status.success(), "QEMU exit status after guest poweroff: {status}");
+    let log = m.console_log();
+    assert!(log.contains("powering off now"), "no orderly poweroff on the console:\n{log}");
+    m.restart()?;
+    m.wait_for_ready(BOOT_TIMEOUT)?;
+    m.wait_for_agent(Duration::from_secs(60))?;
+    assert_eq!(m.succeed("cat /data/p")?.trim(), "before-poweroff");
+    // A clean unmount leaves no journal to replay: the kernel says nothing about recovery.
+    let dmesg = m.succeed("dmesg | grep -i 'recovery complete' || true")?;
+    assert!(dmesg.trim().is_empty(), "ext4 needed recovery after a clean poweroff: {dmesg}");
+    Ok(())
+}
+
+#[test]
+fn reboot_from_guest_is_clean() -> R {
+    let m = boot("reboot_from_guest_is_clean", Firmware::Uefi)?;
+    let first = m.wait_for_ready(BOOT_TIMEOUT)?;
+    m.wait_for_agent(Duration::from_secs(60))?;
+    m.reboot()?;
+    m.wait_for_console_text("rebooting now", Duration::from_secs(120))?;
+    let second = m.wait_for_ready(BOOT_TIMEOUT)?;
+    assert_ne!(first.boot_id, second.boot_id);
+    assert_eq!(second.slot, "a", "a healthy slot a stays the boot slot");
+    Ok(())
+}
+
+#[test]
+fn ctrl_alt_del_reboots_and_power_button_powers_off() -> R {
+    let mut m = boot("ctrl_alt_del_reboots_and_power_button_powers_off", Firmware::Bios)?;
+    let first = m.wait_for_ready(BOOT_TIMEOUT)?;
+    m.wait_for_agent(Duration::from_secs(60))?;
+    m.send_ctrl_alt_del()?;
+    let second = m.wait_for_ready(BOOT_TIMEOUT)?;
+    assert_ne!(first.boot_id, second.boot_id, "Ctrl-Alt-Del did not reboot");
+    m.wait_for_agent(Duration::from_secs(60))?;
+    m.power_button()?;
+    let status = m.wait_for_exit(Duration::from_secs(120))?;
+    assert!(status.success(), "{status}");
+    assert!(m.console_log().contains("power button pressed"));
+    Ok(())
+}
+
+#[test]
+fn boots_again_after_power_cut() -> R {
+    let mut m = boot("boots_again_after_power_cut", Firmware::Bios)?;
+    m.wait_for_ready(BOOT_TIMEOUT)?;
+    m.wait_for_agent(Duration::from_secs(60))?;
+    m.succeed("echo synced > /data/synced && sync && dd if=/dev/zero of=/data/unsynced bs=1M count=20 2>/dev/null")?;
+    m.crash()?;
+    let ready = m.wait_for_ready(BOOT_TIMEOUT)?;
+    assert_eq!(ready.slot, "a");
+    m.wait_for_agent(Duration::from_secs(60))?;
+    assert_eq!(m.succeed("cat /data/synced")?.trim(), "synced", "fsync'd data was lost in the power cut");
+    m.succeed("touch /data/writable-after-power-cut")?;
+    Ok(())
+}
