@@ -115,6 +115,9 @@ pub fn customise(root: &Rootfs, profile: &Profile, bins: &CairnBinaries) -> Resu
     )?;
     write(&d.join("etc/hostname"), "cairn\n")?;
     write(&d.join("etc/fstab"), "# Cairn mounts everything itself (cairn-init); see README.md.\n")?;
+    if profile.init == crate::profile::Init::Systemd {
+        baseline_report(d)?;
+    }
     // The root is read-only: machine-id lives on /data, created by stage 2 on first boot.
     // (systemd, in the baseline image, handles a read-only root's machine-id itself.)
     if profile.init == crate::profile::Init::Cairn {
@@ -123,6 +126,32 @@ pub fn customise(root: &Rootfs, profile: &Profile, bins: &CairnBinaries) -> Resu
         std::os::unix::fs::symlink("/data/etc/machine-id", &mid).map_err(io("cannot link", &mid))?;
     }
     Ok(())
+}
+
+/// The benchmark baseline (stock Debian with systemd) reports on the console when it reached
+/// multi-user.target, with systemd's resident memory, as Cairn's ready line does.
+fn baseline_report(d: &Path) -> Result<(), RootfsError> {
+    use std::os::unix::fs::PermissionsExt;
+    let script = d.join("usr/local/sbin/cairn-bench-report");
+    std::fs::create_dir_all(d.join("usr/local/sbin")).map_err(io("cannot create", &script))?;
+    write(
+        &script,
+        "#!/bin/sh\n# Benchmark baseline only: say on the console that multi-user.target was reached.\n\
+         up=$(awk '{printf \"%d\", $1*1000}' /proc/uptime)\n\
+         rss=$(awk '/VmRSS/ {print $2}' /proc/1/status)\n\
+         echo \"BASELINE READY uptime_ms=$up pid1_rss_kib=$rss\" > /dev/ttyS0\n",
+    )?;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).map_err(io("cannot chmod", &script))?;
+    write(
+        &d.join("etc/systemd/system/cairn-bench-report.service"),
+        "[Unit]\nDescription=Report boot completion (benchmark baseline only)\nAfter=multi-user.target\n\n\
+         [Service]\nType=oneshot\nExecStart=/usr/local/sbin/cairn-bench-report\n\n[Install]\nWantedBy=multi-user.target\n",
+    )?;
+    let wants = d.join("etc/systemd/system/multi-user.target.wants");
+    std::fs::create_dir_all(&wants).map_err(io("cannot create", &wants))?;
+    let link = wants.join("cairn-bench-report.service");
+    remove(&link)?;
+    std::os::unix::fs::symlink("../cairn-bench-report.service", &link).map_err(io("cannot link", &link))
 }
 
 fn remove(p: &Path) -> Result<(), RootfsError> {

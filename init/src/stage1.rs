@@ -46,9 +46,13 @@ pub fn run(sys: &dyn Sys, start_ms: u64) -> Result<(), (Option<Slot>, Stage1Erro
     let params = cmdline::parse(&cmdline).map_err(|e| (None, e.into()))?;
     let slot = params.slot;
     let r = (|| {
+        let t = crate::log::uptime_ms();
         let n = kmod::load_list("/etc/cairn/modules")?;
-        say!("stage 1: slot {slot}, {n} kernel modules loaded");
+        say!("stage 1: slot {slot}, {n} kernel modules loaded in {} ms", crate::log::uptime_ms() - t);
+        let t = crate::log::uptime_ms();
         mount_root(sys, slot, &params.root_hash)?;
+        say!("stage 1: root of slot {slot} verified (dm-verity {}...) and mounted read-only in {} ms", &params.root_hash[..12], crate::log::uptime_ms() - t);
+        let t = crate::log::uptime_ms();
         for d in ["dev", "proc", "sys", "run"] {
             sys.move_mount(&format!("/{d}"), &format!("{SYSROOT}/{d}"))
                 .map_err(|errno| Stage1Error::Mount { what: format!("move /{d}"), errno })?;
@@ -61,6 +65,8 @@ pub fn run(sys: &dyn Sys, start_ms: u64) -> Result<(), (Option<Slot>, Stage1Erro
             // /data); the node comes up with a RAM-backed /data and says so loudly.
             say!("WARNING: /data is unavailable ({e}); using a temporary in-memory /data: nothing written there survives a reboot");
             let _ = sys.mount("tmpfs", &format!("{SYSROOT}/data"), "tmpfs", MsFlags::MS_NOSUID | MsFlags::MS_NODEV, "mode=0755");
+        } else {
+            say!("stage 1: /data mounted in {} ms", crate::log::uptime_ms() - t);
         }
         Ok(())
     })();
@@ -111,7 +117,6 @@ fn mount_root(sys: &dyn Sys, slot: Slot, root_hash: &str) -> Result<(), Stage1Er
         let _ = sys.umount(SYSROOT, false);
         return Err(Stage1Error::EmptyRoot(slot));
     }
-    say!("stage 1: root of slot {slot} verified (dm-verity {}...) and mounted read-only", &root_hash[..12]);
     Ok(())
 }
 
@@ -223,7 +228,7 @@ fn switch_root(sys: &dyn Sys, start_ms: u64) -> Result<(), Stage1Error> {
     }
     switch_root_calls(sys)?;
     let stage1_ms = crate::log::uptime_ms().saturating_sub(start_ms);
-    say!("stage 1: done in {stage1_ms} ms; starting stage 2");
+    say!("stage 1: done in {stage1_ms} ms (kernel_start_ms={start_ms}); starting stage 2");
     std::env::set_var("CAIRN_STAGE1_START_MS", start_ms.to_string());
     let err = exec_init();
     Err(Stage1Error::Switch(format!("exec /sbin/init: {err}")))

@@ -108,8 +108,14 @@ pub fn run(sys: &dyn Sys, start_ms: u64) -> Result<(), Stage2Error> {
     };
     write_status(&boot, &services);
     say!(
-        "CAIRN READY slot={} version={} kernel_ms={} stage1_ms={} stage2_ms={} boot_id={}",
-        boot.slot, boot.version, boot.kernel_ms, boot.stage1_ms, boot.stage2_ms, boot.boot_id
+        "CAIRN READY slot={} version={} kernel_ms={} stage1_ms={} stage2_ms={} pid1_rss_kib={} boot_id={}",
+        boot.slot,
+        boot.version,
+        boot.kernel_ms,
+        boot.stage1_ms,
+        boot.stage2_ms,
+        rss_kib(),
+        boot.boot_id
     );
 
     let mut power_buttons = open_power_buttons();
@@ -263,6 +269,12 @@ fn mark_good(sys: &dyn Sys, slot: &str) {
         Ok(_) => say!("slot {slot} marked good"),
         Err(e) => say!("WARNING: could not mark slot {slot} good: {e}; the next boot will fall back to the other slot"),
     }
+}
+
+/// PID 1's resident memory (VmRSS), for the ready line and the benchmark.
+pub fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap_or(0)
 }
 
 fn write_status(boot: &Boot, services: &[Service]) {

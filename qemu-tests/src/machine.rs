@@ -45,6 +45,7 @@ pub struct ReadyLine {
     pub kernel_ms: u64,
     pub stage1_ms: u64,
     pub stage2_ms: u64,
+    pub pid1_rss_kib: u64,
     pub boot_id: String,
 }
 
@@ -60,6 +61,7 @@ impl ReadyLine {
                 "kernel_ms" => r.kernel_ms = v.parse().ok()?,
                 "stage1_ms" => r.stage1_ms = v.parse().ok()?,
                 "stage2_ms" => r.stage2_ms = v.parse().ok()?,
+                "pid1_rss_kib" => r.pid1_rss_kib = v.parse().ok()?,
                 "boot_id" => r.boot_id = v.into(),
                 _ => {}
             }

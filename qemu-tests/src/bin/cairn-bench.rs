@@ -1,0 +1,129 @@
+//! `cairn-bench` (`./dev bench`): boot time, PID 1 memory and image sizes of the default
+//! Cairn image beside a stock Debian 12 + systemd root built and booted the same way (same
+//! kernel, GRUB, verity, stage 1: image/profiles/baseline-debian.toml), alternating boot by
+//! boot in one run so host speed drift hits both alike.
+//!
+//!   cairn-bench [--rounds N]     (default 3; builds the baseline image if missing)
+
+use cairn_qemu_tests::image::load;
+use cairn_qemu_tests::machine::BOOT_TIMEOUT;
+use cairn_qemu_tests::{Firmware, Machine, MachineConfig};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Default, Clone)]
+struct Sample {
+    wall_ms: u64,
+    kernel_ms: u64,
+    stage1_ms: u64,
+    /// Cairn: stage 2 to ready. Baseline: systemd from its start to multi-user.target.
+    init_ms: u64,
+    pid1_rss_kib: u64,
+}
+
+fn field(line: &str, key: &str) -> u64 {
+    line.split_whitespace().find_map(|w| w.strip_prefix(key)?.strip_prefix('=')?.parse().ok()).unwrap_or(0)
+}
+
+fn boot_once(disk: &Path, baseline: bool, n: usize) -> Result<Sample, String> {
+    let name = format!("bench-{}-{n}", if baseline { "baseline" } else { "cairn" });
+    let mut m = Machine::start(MachineConfig::new(&name, disk, Firmware::Bios)).map_err(|e| e.to_string())?;
+    let needle = if baseline { "BASELINE READY" } else { "CAIRN READY" };
+    let line = m.wait_for_console_text(needle, BOOT_TIMEOUT).map_err(|e| e.to_string())?;
+    let wall_ms = m.started().elapsed().as_millis() as u64;
+    let log = m.console_log();
+    let stage1_ms = log
+        .lines()
+        .find_map(|l| l.split("stage 1: done in ").nth(1)?.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    let s = if baseline {
+        // The baseline's stage 1 is Cairn's: its "done" line says when the kernel handed over.
+        let uptime = field(&line, "uptime_ms");
+        let kernel_ms = log
+            .lines()
+            .find_map(|l| l.split("kernel_start_ms=").nth(1)?.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0);
+        Sample { wall_ms, kernel_ms, stage1_ms, init_ms: uptime.saturating_sub(kernel_ms + stage1_ms), pid1_rss_kib: field(&line, "pid1_rss_kib") }
+    } else {
+        Sample { wall_ms, kernel_ms: field(&line, "kernel_ms"), stage1_ms: field(&line, "stage1_ms"), init_ms: field(&line, "stage2_ms"), pid1_rss_kib: field(&line, "pid1_rss_kib") }
+    };
+    let _ = m.power_button();
+    let _ = m.wait_for_exit(Duration::from_secs(60));
+    Ok(s)
+}
+
+fn median(mut v: Vec<u64>) -> u64 {
+    v.sort_unstable();
+    v.get(v.len() / 2).copied().unwrap_or(0)
+}
+
+fn ensure_image(profile: &str) -> PathBuf {
+    let dir = cairn_qemu_tests::workspace().join("target/cairn").join(profile);
+    if !dir.join("manifest.json").is_file() {
+        eprintln!("building image {profile} ...");
+        let st = std::process::Command::new("cargo")
+            .current_dir(cairn_qemu_tests::workspace())
+            .args(["run", "--release", "-q", "-p", "cairn-image", "--", "build", "--profile", &format!("image/profiles/{profile}.toml"), "--out"])
+            .arg(&dir)
+            .status();
+        if !st.map(|s| s.success()).unwrap_or(false) {
+            eprintln!("cairn-bench: building {profile} failed");
+            std::process::exit(1);
+        }
+    }
+    dir
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let rounds: usize = args.iter().position(|a| a == "--rounds").and_then(|i| args.get(i + 1)?.parse().ok()).unwrap_or(3);
+    let cairn_dir = ensure_image("default");
+    let base_dir = ensure_image("baseline-debian");
+    let (cairn, base) = match (load(&cairn_dir), load(&base_dir)) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("cairn-bench: {e}");
+            std::process::exit(1);
+        }
+    };
+    let (mut cs, mut bs) = (Vec::new(), Vec::new());
+    for n in 0..rounds {
+        for baseline in [false, true] {
+            let disk = if baseline { base.disk_path() } else { cairn.disk_path() };
+            match boot_once(&disk, baseline, n) {
+                Ok(s) => {
+                    eprintln!("round {n} {}: {s:?}", if baseline { "baseline" } else { "cairn" });
+                    if baseline { bs.push(s) } else { cs.push(s) }
+                }
+                Err(e) => {
+                    eprintln!("cairn-bench: boot failed: {e}");
+                    std::process::exit(1);
+                }
+            }
+        }
+    }
+    let col = |v: &[Sample], f: fn(&Sample) -> u64| median(v.iter().map(f).collect());
+    let size = |dir: &Path, name: &str| std::fs::metadata(dir.join(name)).map(|m| m.len()).unwrap_or(0);
+    let mib = |b: u64| format!("{:.1} MiB", b as f64 / 1048576.0);
+    let mut out = String::new();
+    out.push_str(&format!("Boot to ready, median of {rounds} boots each, alternating, SeaBIOS, QEMU {}, 2 vCPUs, 1 GiB:\n\n", cairn_qemu_tests::kvm::accel()));
+    out.push_str("| figure | Cairn (default image) | Debian 12 + systemd (baseline) |\n| --- | --- | --- |\n");
+    for (name, f) in [
+        ("QEMU start to ready (wall)", (|s: &Sample| s.wall_ms) as fn(&Sample) -> u64),
+        ("kernel (to stage 1 start)", |s| s.kernel_ms),
+        ("stage 1 (initramfs, verity root, /data)", |s| s.stage1_ms),
+        ("init to ready (Cairn stage 2 / systemd to multi-user)", |s| s.init_ms),
+    ] {
+        out.push_str(&format!("| {name} | {} ms | {} ms |\n", col(&cs, f), col(&bs, f)));
+    }
+    let fw = |v: &[Sample]| median(v.iter().map(|s| s.wall_ms.saturating_sub(s.kernel_ms + s.stage1_ms + s.init_ms)).collect());
+    out.push_str(&format!("| firmware + GRUB (wall minus guest uptime) | {} ms | {} ms |\n", fw(&cs), fw(&bs)));
+    out.push_str(&format!("| PID 1 resident memory at ready | {} KiB | {} KiB |\n", col(&cs, |s| s.pid1_rss_kib), col(&bs, |s| s.pid1_rss_kib)));
+    out.push_str(&format!("| root image (squashfs, zstd) | {} | {} |\n", mib(size(&cairn_dir, "root.squashfs")), mib(size(&base_dir, "root.squashfs"))));
+    out.push_str(&format!("| kernel + initramfs (per slot) | {} | {} |\n", mib(size(&cairn_dir, "vmlinuz") + size(&cairn_dir, "initrd")), mib(size(&base_dir, "vmlinuz") + size(&base_dir, "initrd"))));
+    out.push_str(&format!("| disk.img (sparse, both slots) | {} | {} |\n", mib(cairn.disk.bytes), mib(base.disk.bytes)));
+    println!("{out}");
+    let path = cairn_qemu_tests::workspace().join("target/bench-boot.md");
+    let _ = std::fs::write(&path, &out);
+    eprintln!("written to {}", path.display());
+}
