@@ -234,9 +234,13 @@ fn apply_hardening() {
     use cairn_hardening::{audit, sysctl};
     let proc_sys = std::path::Path::new("/proc/sys");
     let results = sysctl::apply(proc_sys, sysctl::BASELINE);
-    let failed: Vec<String> = results.iter().filter(|a| a.result.is_err()).map(|a| a.setting.key.to_owned()).collect();
-    if !failed.is_empty() {
-        say!("hardening: could not set {}", failed.join(", "));
+    for a in &results {
+        match &a.result {
+            Ok(()) => {}
+            // A knob this kernel does not have: nothing an operator can fix, say it once.
+            Err(sysctl::SysctlError::Unsupported { key, .. }) => say!("hardening: {key} is not supported by this kernel"),
+            Err(e) => say!("WARNING: hardening: {e}"),
+        }
     }
     let report = audit::audit(proc_sys, &std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default());
     say!("hardening: {}/{} baseline items applied", report.applied(), report.items.len());
