@@ -31,7 +31,9 @@ pub fn build(rootfs: &Path, work: &Path, epoch: u64, params: &VerityParams, log:
         .arg(&squashfs)
         .args(["-noappend", "-no-progress", "-comp", "zstd", "-Xcompression-level", "15", "-b", "256K"])
         // Reproducible: every timestamp is SOURCE_DATE_EPOCH (mksquashfs sorts entries itself).
-        .args(["-all-time", &epoch.to_string(), "-mkfs-time", &epoch.to_string()]);
+        // mksquashfs refuses the variable together with these options, so it gets only these.
+        .args(["-all-time", &epoch.to_string(), "-mkfs-time", &epoch.to_string()])
+        .env_remove("SOURCE_DATE_EPOCH");
     tool::run(cmd, log).map_err(SlotImageError::Squashfs)?;
 
     // dm-verity works on whole 4 KiB blocks: pad the image with zeros.
