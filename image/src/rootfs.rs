@@ -48,8 +48,8 @@ pub fn build(profile: &Profile, work: &Path, cache: &Path, epoch: u64, log: &Pat
     std::fs::create_dir_all(&debs).map_err(io("cannot create cache directory", &debs))?;
     let mut cmd = Command::new("mmdebstrap");
     cmd.env("SOURCE_DATE_EPOCH", epoch.to_string())
+        // mode: mmdebstrap picks "root" as root and "unshare" (user namespaces) otherwise.
         .arg("--variant=essential")
-        .arg("--mode=root")
         .arg(format!("--include={}", profile.debian.packages.join(",")))
         // Documentation, manuals and translations are dead weight on a node; the copyright
         // files stay for licence compliance.

@@ -33,6 +33,31 @@ fn boots_to_ready_under_seabios() -> R {
 }
 
 #[test]
+fn hardening_baseline_is_applied_and_audited() -> R {
+    let m = boot("hardening_baseline_is_applied_and_audited", Firmware::Bios)?;
+    m.wait_for_ready(BOOT_TIMEOUT)?;
+    m.wait_for_agent(Duration::from_secs(60))?;
+    let report: serde_json::Value = serde_json::from_str(&m.succeed("cairnctl hardening")?).expect("cairnctl hardening prints JSON");
+    let items = report["items"].as_array().expect("items");
+    assert!(items.len() > 30, "the baseline is too small: {}", items.len());
+    let not_applied: Vec<&serde_json::Value> = items.iter().filter(|i| i["status"] == "not_applied").collect();
+    assert!(not_applied.is_empty(), "baseline items not applied on a Cairn node: {not_applied:#?}");
+    for (key, want) in [("kernel.kptr_restrict", "2"), ("kernel.dmesg_restrict", "1"), ("kernel.unprivileged_bpf_disabled", "1")] {
+        let got = m.succeed(&format!("cat /proc/sys/{}", key.replace('.', "/")))?;
+        assert_eq!(got.trim(), want, "{key}");
+    }
+    for (path, opts) in [("/tmp", "nosuid,nodev,noexec"), ("/data", "nosuid,nodev"), ("/run", "nosuid,nodev")] {
+        let got = m.succeed(&format!("awk '$2 == \"{path}\" {{print $4}}' /proc/mounts | tail -1"))?;
+        for o in opts.split(',') {
+            assert!(got.split(',').any(|g| g.trim() == o), "{path} lacks {o}: {got}");
+        }
+    }
+    let status = m.succeed("cairnctl status")?;
+    assert!(status.contains("slot") && status.contains(" a"), "{status}");
+    Ok(())
+}
+
+#[test]
 fn boots_to_ready_under_ovmf() -> R {
     boots_to_ready("boots_to_ready_under_ovmf", Firmware::Uefi)
 }
