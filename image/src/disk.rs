@@ -140,7 +140,7 @@ pub fn patch_core(core: &Path, core_lba: u64) -> Result<(), DiskError> {
     };
     let mut img = std::fs::read(core).map_err(io("cannot read"))?;
     let len = img.len() as u64;
-    if len > MIB - SECTOR || len < SECTOR {
+    if !(SECTOR..=MIB - SECTOR).contains(&len) {
         return Err(DiskError::CoreTooBig(len));
     }
     let sectors = len.div_ceil(SECTOR);

@@ -17,7 +17,7 @@ pub struct BootParams {
 }
 
 pub fn value<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
-    cmdline.split_whitespace().filter_map(|w| w.strip_prefix(key)?.strip_prefix('=')).last()
+    cmdline.split_whitespace().filter_map(|w| w.strip_prefix(key)?.strip_prefix('=')).next_back()
 }
 
 pub fn parse(cmdline: &str) -> Result<BootParams, CmdlineError> {

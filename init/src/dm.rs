@@ -50,7 +50,7 @@ fn target(start: u64, length: u64, kind: &str, params: &str) -> Vec<u8> {
     t[24..24 + kind.len().min(15)].copy_from_slice(&kind.as_bytes()[..kind.len().min(15)]);
     t.extend_from_slice(params.as_bytes());
     t.push(0);
-    while t.len() % 8 != 0 {
+    while !t.len().is_multiple_of(8) {
         t.push(0);
     }
     let next = t.len() as u32;

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(Debug, Default)]
 struct State {
@@ -76,19 +76,7 @@ impl Agent {
 
     /// Waits for a hello beyond the first `seen`; returns its boot id.
     pub fn wait_hello(&self, seen: usize, timeout: Duration) -> Option<String> {
-        let deadline = Instant::now() + timeout;
-        let (m, cv) = &*self.state;
-        let mut g = m.lock().ok()?;
-        loop {
-            if g.hellos.len() > seen {
-                return g.hellos.last().cloned();
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return None;
-            }
-            g = cv.wait_timeout(g, deadline - now).ok()?.0;
-        }
+        crate::wait_on(&self.state, timeout, |g| if g.hellos.len() > seen { g.hellos.last().cloned() } else { None })
     }
 
     /// Sends a command; returns its id without waiting.
@@ -104,19 +92,7 @@ impl Agent {
     }
 
     pub fn wait_reply(&self, id: u64, timeout: Duration) -> Option<(i32, String)> {
-        let deadline = Instant::now() + timeout;
-        let (m, cv) = &*self.state;
-        let mut g = m.lock().ok()?;
-        loop {
-            if let Some(r) = g.replies.remove(&id) {
-                return Some(r);
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return None;
-            }
-            g = cv.wait_timeout(g, deadline - now).ok()?.0;
-        }
+        crate::wait_on(&self.state, timeout, |g| g.replies.remove(&id))
     }
 }
 

@@ -1,7 +1,7 @@
 //! The serial console: everything QEMU's serial port prints, in a log file and in memory.
 
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(Debug, Default)]
 struct Inner {
@@ -86,26 +86,13 @@ impl Console {
     /// Waits for a complete line containing `needle` after the mark; moves the mark past it,
     /// so the next wait for the same text needs a new occurrence.
     pub fn wait_for(&self, needle: &str, timeout: Duration) -> Option<String> {
-        let deadline = Instant::now() + timeout;
-        let (m, cv) = &*self.inner;
-        let mut g = m.lock().ok()?;
-        loop {
-            let found = g.text[g.mark..].find(needle).and_then(|i| {
-                let at = g.mark + i;
-                let start = g.text[..at].rfind('\n').map(|s| s + 1).unwrap_or(0);
-                let end = at + g.text[at..].find('\n')?;
-                Some((g.text[start..end].to_owned(), end))
-            });
-            if let Some((line, end)) = found {
-                g.mark = end;
-                return Some(line);
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return None;
-            }
-            g = cv.wait_timeout(g, deadline - now).ok()?.0;
-        }
+        crate::wait_on(&self.inner, timeout, |g| {
+            let at = g.mark + g.text[g.mark..].find(needle)?;
+            let start = g.text[..at].rfind('\n').map(|s| s + 1).unwrap_or(0);
+            let end = at + g.text[at..].find('\n')?;
+            g.mark = end;
+            Some(g.text[start..end].to_owned())
+        })
     }
 }
 

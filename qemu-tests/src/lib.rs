@@ -44,3 +44,25 @@ impl HarnessError {
 pub fn workspace() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(std::path::Path::to_owned).unwrap_or_default()
 }
+
+/// Waits on `pair`'s condition variable until `check` returns something or `timeout` passes.
+/// The agent and the console both wait this way for data their reader threads deliver.
+pub(crate) fn wait_on<T, R>(
+    pair: &(std::sync::Mutex<T>, std::sync::Condvar),
+    timeout: std::time::Duration,
+    mut check: impl FnMut(&mut T) -> Option<R>,
+) -> Option<R> {
+    let deadline = std::time::Instant::now() + timeout;
+    let (m, cv) = pair;
+    let mut g = m.lock().ok()?;
+    loop {
+        if let Some(r) = check(&mut g) {
+            return Some(r);
+        }
+        let now = std::time::Instant::now();
+        if now >= deadline {
+            return None;
+        }
+        g = cv.wait_timeout(g, deadline - now).ok()?.0;
+    }
+}

@@ -84,7 +84,7 @@ fn pad_to_block(mut v: Vec<u8>) -> Vec<u8> {
 }
 
 pub fn build(data: &mut impl Read, data_len: u64, params: &VerityParams, hash_out: &mut impl Write) -> Result<VerityInfo, VerityError> {
-    if data_len % BLOCK != 0 {
+    if !data_len.is_multiple_of(BLOCK) {
         return Err(VerityError::Unaligned(data_len));
     }
     let data_blocks = data_len / BLOCK;

@@ -20,7 +20,7 @@ fn follow<T>(m: &Machine, timeout: Duration, mut done: impl FnMut(&str) -> Optio
     while start.elapsed() < timeout {
         let text = m.console_log();
         if text.len() > shown {
-            let _ = std::io::stdout().write_all(text[shown..].as_bytes());
+            let _ = std::io::stdout().write_all(&text.as_bytes()[shown..]);
             let _ = std::io::stdout().flush();
             shown = text.len();
         }
