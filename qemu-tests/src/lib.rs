@@ -8,6 +8,7 @@
 
 pub mod agent;
 pub mod console;
+pub mod flux;
 pub mod image;
 pub mod kvm;
 pub mod machine;

@@ -1,0 +1,41 @@
+//! `cairn-flux-double`: the Flux node daemon or benchmark daemon stand-in, for test images
+//! only (see `cairn_qemu_tests::flux`).
+//!
+//!   cairn-flux-double --role fluxd|fluxbenchd [--listen ADDR] [--conf flux.conf]
+//!   defaults: fluxd on 127.0.0.1:16124, fluxbenchd on 127.0.0.1:16224, the sample flux.conf
+
+use cairn_qemu_tests::flux::{Double, Role, SAMPLE_CONF};
+
+fn arg(args: &[String], name: &str) -> Option<String> {
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let (role, port) = match arg(&args, "--role").as_deref() {
+        Some("fluxd") | None => (Role::Daemon, 16124),
+        Some("fluxbenchd") => (Role::Bench, 16224),
+        Some(other) => {
+            eprintln!("cairn-flux-double: unknown role {other:?}: use fluxd or fluxbenchd");
+            std::process::exit(2);
+        }
+    };
+    let conf = match arg(&args, "--conf") {
+        Some(p) => std::fs::read_to_string(&p).unwrap_or_else(|e| {
+            eprintln!("cairn-flux-double: cannot read {p}: {e}");
+            std::process::exit(1);
+        }),
+        None => SAMPLE_CONF.to_owned(),
+    };
+    let listen = arg(&args, "--listen").unwrap_or_else(|| format!("127.0.0.1:{port}"));
+    let double = Double::new(role, &conf).unwrap_or_else(|e| {
+        eprintln!("cairn-flux-double: {e}");
+        std::process::exit(1);
+    });
+    let listener = std::net::TcpListener::bind(&listen).unwrap_or_else(|e| {
+        eprintln!("cairn-flux-double: cannot listen on {listen}: {e}");
+        std::process::exit(1);
+    });
+    eprintln!("cairn-flux-double: {role:?} listening on {listen}");
+    double.serve(listener);
+}
