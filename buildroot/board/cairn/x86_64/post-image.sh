@@ -1,20 +1,79 @@
 #!/usr/bin/env bash
-# Buildroot post-image: hand the finished target tree to cairn-image, which makes the slot
-# image (squashfs + dm-verity), the initramfs, the ESP with GRUB and the GPT disk.
-# `cairn-image assemble` is the image tool's entry point for a prepared root file system.
+# Buildroot post-image (BR2_ROOTFS_POST_IMAGE_SCRIPT): hand the finished root file system and
+# kernel to cairn-image, which makes the slot image (squashfs + dm-verity), the initramfs
+# (cairn-init as /init plus the profile's modules), the ESP with GRUB for BIOS and UEFI, and
+# the GPT disk: BINARIES_DIR/cairn/disk.img and manifest.json.
+#
+# `cairn-image assemble` is the image tool's entry point for a prepared root file system
+# (`cairn-image build` makes its own root from Debian packages instead).
+#
+# Buildroot runs this with BINARIES_DIR, TARGET_DIR, HOST_DIR, BUILD_DIR and
+# BR2_EXTERNAL_CAIRN_PATH in the environment, and HOST_DIR/bin first in PATH.
 set -euo pipefail
-: "${BINARIES_DIR:?run from Buildroot}" "${TARGET_DIR:?}" "${BR2_EXTERNAL_CAIRN_PATH:?}"
-REPO="$BR2_EXTERNAL_CAIRN_PATH/.."
-TOOL="${HOST_DIR:-}/bin/cairn-image"
+
+: "${BINARIES_DIR:?run by Buildroot as BR2_ROOTFS_POST_IMAGE_SCRIPT}"
+: "${HOST_DIR:?run by Buildroot}" "${BUILD_DIR:?run by Buildroot}"
+EXT="${BR2_EXTERNAL_CAIRN_PATH:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)}"
+REPO="$(cd "$EXT/.." && pwd)"
+BOARD="$EXT/board/cairn/x86_64"
+export HOST_DIR BUILD_DIR
+
+die() { echo "post-image.sh: $*" >&2; exit 1; }
+
+[ -f "$BINARIES_DIR/bzImage" ] || die "no $BINARIES_DIR/bzImage (BR2_LINUX_KERNEL)"
+[ -f "$BINARIES_DIR/rootfs.tar" ] || die "no $BINARIES_DIR/rootfs.tar (BR2_TARGET_ROOTFS_TAR, uncompressed)"
+# cairn-image writes the MBR boot code from the build host's GRUB (grub-pc-bin on Debian).
+[ -r /usr/lib/grub/i386-pc/boot.img ] || die "cairn-image needs /usr/lib/grub/i386-pc/boot.img on the build host (apt-get install grub-pc-bin)"
+
+# 1. The image tool, built for the build host (not cross-compiled): a copy in HOST_DIR wins,
+#    otherwise cargo builds it from this repository, outside the source tree.
+TOOL="$HOST_DIR/bin/cairn-image"
 if [ ! -x "$TOOL" ]; then
-  cargo build --release --locked --manifest-path "$REPO/Cargo.toml" -p cairn-image
-  TOOL="$REPO/target/release/cairn-image"
+  TOOL_TARGET="$BUILD_DIR/host-cairn-image"
+  (cd "$REPO" && cargo build --release --locked -p cairn-image --target-dir "$TOOL_TARGET")
+  TOOL="$TOOL_TARGET/release/cairn-image"
 fi
-"$TOOL" assemble \
-  --rootfs "$TARGET_DIR" \
-  --kernel "$BINARIES_DIR/bzImage" \
-  --modules "$TARGET_DIR/lib/modules" \
-  --init-bin "$TARGET_DIR/sbin/init" \
-  --cairnctl-bin "$TARGET_DIR/usr/bin/cairnctl" \
-  --profile "$BR2_EXTERNAL_CAIRN_PATH/board/cairn/x86_64/profile.toml" \
-  --out "$BINARIES_DIR/cairn"
+
+# 2. host-grub2 is built without a platform, so its grub-mkimage has no module directory of
+#    its own; cairn-image calls `grub-mkimage -O <format>` from PATH. This shim, first in
+#    PATH, points each call at the modules Buildroot built for that format.
+SHIM="$BUILD_DIR/cairn-grub-shim"
+mkdir -p "$SHIM"
+cat > "$SHIM/grub-mkimage" <<'SHIM_EOF'
+#!/usr/bin/env bash
+# Made by board/cairn/x86_64/post-image.sh: grub-mkimage with Buildroot's GRUB modules.
+set -euo pipefail
+fmt="" prev=""
+for a in "$@"; do
+  case "$a" in --format=*) fmt="${a#--format=}" ;; esac
+  if [ "$prev" = "-O" ] || [ "$prev" = "--format" ]; then fmt="$a"; fi
+  prev="$a"
+done
+for d in "$BUILD_DIR"/grub2-*/build-"$fmt"/grub-core; do
+  [ -f "$d/moddep.lst" ] && exec "$HOST_DIR/bin/grub-mkimage" -d "$d" "$@"
+done
+echo "grub-mkimage: Buildroot built no GRUB for '$fmt' (BR2_TARGET_GRUB2_I386_PC, BR2_TARGET_GRUB2_X86_64_EFI)" >&2
+exit 1
+SHIM_EOF
+chmod 0755 "$SHIM/grub-mkimage"
+export PATH="$SHIM:$PATH"
+
+# 3. The root comes from rootfs.tar, not TARGET_DIR: Buildroot sets owners, modes and device
+#    nodes only inside fakeroot, where it made the tar. So unpack it, and run cairn-image, in
+#    fakeroot too: cp -a and mksquashfs then see the owners the tar recorded.
+STAGE="$BUILD_DIR/cairn-rootfs"
+rm -rf "$STAGE"
+mkdir -p "$STAGE"
+OUT="$BINARIES_DIR/cairn"
+"$HOST_DIR/bin/fakeroot" -- bash -c 'set -euo pipefail; tar --numeric-owner -xpf "$1" -C "$2"; shift 2; exec "$@"' \
+  cairn-stage "$BINARIES_DIR/rootfs.tar" "$STAGE" \
+  "$TOOL" assemble \
+    --rootfs "$STAGE" \
+    --kernel "$BINARIES_DIR/bzImage" \
+    --modules "$STAGE/lib/modules" \
+    --init-bin "$STAGE/sbin/init" \
+    --cairnctl-bin "$STAGE/usr/bin/cairnctl" \
+    --profile "$BOARD/profile.toml" \
+    --out "$OUT"
+
+echo "post-image.sh: Cairn disk image in $OUT/disk.img"
