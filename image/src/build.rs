@@ -94,7 +94,7 @@ fn build_in(profile: &Profile, opts: &Options, work: &Path) -> Result<manifest::
         None => Ok(rootfs::build(profile, work, &opts.cache, opts.epoch, &log)?),
         Some(pr) => prepared(pr, work),
     })?;
-    rootfs::customise(&root, profile, &opts.bins)?;
+    rootfs::customise(&root, profile, &opts.bins, &rootfs::Sources::beside(&opts.profile_path))?;
 
     let params = VerityParams { salt: derive(&seed, "verity-salt"), uuid: derive(&seed, "verity-uuid")[..16].try_into()? };
     let slot_img = p.step("slot image (squashfs + dm-verity)", || Ok(slot::build(&root.dir, work, opts.epoch, &params, &log)?))?;

@@ -72,7 +72,7 @@ fn binaries(c: &Common, test_agent: bool) -> Result<CairnBinaries> {
         let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
         cmd.current_dir(workspace()).args(["build", "--release", "--locked", "--target", MUSL, "-p", "cairn-init"]);
         if test_agent {
-            cmd.args(["-p", "cairn-qemu-tests", "--bin", "cairn-test-agent", "--bin", "cairn-init", "--bin", "cairnctl"]);
+            cmd.args(["-p", "cairn-qemu-tests", "--bin", "cairn-test-agent", "--bin", "cairn-flux-double", "--bin", "cairn-init", "--bin", "cairnctl"]);
         }
         let status = cmd.status().context("cannot run cargo")?;
         if !status.success() {
@@ -83,6 +83,8 @@ fn binaries(c: &Common, test_agent: bool) -> Result<CairnBinaries> {
         init: c.init_bin.clone().unwrap_or_else(|| built("cairn-init")),
         cairnctl: c.cairnctl_bin.clone().unwrap_or_else(|| built("cairnctl")),
         test_agent: test_agent.then(|| c.agent_bin.clone().unwrap_or_else(|| built("cairn-test-agent"))),
+        // The Flux daemon test double goes wherever the test agent goes: test images only.
+        flux_double: (test_agent && c.agent_bin.is_none()).then(|| built("cairn-flux-double")),
     })
 }
 

@@ -19,6 +19,8 @@ pub enum RootfsError {
     NoKernel,
     #[error("the root file system has {0} kernels in /lib/modules; install exactly one linux-image-* package")]
     KernelCount(usize),
+    #[error("service {name} is enabled in the profile but {path} does not exist (image/services/ holds the definitions)")]
+    NoService { name: String, path: PathBuf },
 }
 
 /// What the image needs from the root besides the tree itself.
@@ -36,6 +38,8 @@ pub struct CairnBinaries {
     pub init: PathBuf,
     pub cairnctl: PathBuf,
     pub test_agent: Option<PathBuf>,
+    /// The Flux daemon test double (test images only).
+    pub flux_double: Option<PathBuf>,
 }
 
 fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> RootfsError + 'a {
@@ -83,8 +87,24 @@ pub fn build(profile: &Profile, work: &Path, cache: &Path, epoch: u64, log: &Pat
     Ok(Rootfs { dir, kernel_version, vmlinuz })
 }
 
+/// Where Cairn's own files for the root come from: service definitions (`services/NAME.toml`)
+/// and a tree copied over the root as is (`files/`), both beside the profiles directory.
+#[derive(Debug, Clone)]
+pub struct Sources {
+    pub services: PathBuf,
+    pub files: PathBuf,
+}
+
+impl Sources {
+    /// `image/profiles/x.toml` -> `image/services`, `image/files`.
+    pub fn beside(profile_path: &Path) -> Sources {
+        let base = profile_path.parent().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+        Sources { services: base.join("services"), files: base.join("files") }
+    }
+}
+
 /// Turns the Debian tree into a Cairn root: our PID 1 and CLI, mount points, no /boot.
-pub fn customise(root: &Rootfs, profile: &Profile, bins: &CairnBinaries) -> Result<(), RootfsError> {
+pub fn customise(root: &Rootfs, profile: &Profile, bins: &CairnBinaries, src: &Sources) -> Result<(), RootfsError> {
     let d = &root.dir;
     // /boot holds Debian's initramfs and a second kernel copy: neither is used by a slot.
     for entry in std::fs::read_dir(d.join("boot")).map_err(io("cannot list", &d.join("boot")))?.flatten() {
@@ -103,11 +123,53 @@ pub fn customise(root: &Rootfs, profile: &Profile, bins: &CairnBinaries) -> Resu
     install(&bins.cairnctl, &d.join("usr/bin/cairnctl"))?;
     if let Some(agent) = &bins.test_agent {
         install(agent, &d.join("usr/libexec/cairn-test-agent"))?;
-        write(
-            &d.join("etc/cairn/services/test-agent.toml"),
-            "# Test images only: the VM test harness's command channel on /dev/hvc0.\n\
-             command = \"/usr/libexec/cairn-test-agent\"\nrestart = \"always\"\n",
-        )?;
+        if profile.init == crate::profile::Init::Systemd {
+            // The benchmark baseline runs the same agent, as a systemd unit.
+            write(
+                &d.join("etc/systemd/system/cairn-test-agent.service"),
+                "[Unit]\nDescription=Cairn test agent (benchmark and test images only)\n\n\
+                 [Service]\nExecStart=/usr/libexec/cairn-test-agent\nRestart=always\n\n[Install]\nWantedBy=multi-user.target\n",
+            )?;
+            let wants = d.join("etc/systemd/system/multi-user.target.wants");
+            std::fs::create_dir_all(&wants).map_err(io("cannot create", &wants))?;
+            let link = wants.join("cairn-test-agent.service");
+            remove(&link)?;
+            std::os::unix::fs::symlink("../cairn-test-agent.service", &link).map_err(io("cannot link", &link))?;
+        } else {
+            write(
+                &d.join("etc/cairn/services/test-agent.toml"),
+                "# Test images only: the VM test harness's command channel on /dev/hvc0.\n\
+                 command = \"/usr/libexec/cairn-test-agent\"\n",
+            )?;
+        }
+    }
+    if profile.init == crate::profile::Init::Cairn {
+        for name in &profile.services.enabled {
+            let from = src.services.join(format!("{name}.toml"));
+            if !from.is_file() {
+                return Err(RootfsError::NoService { name: name.clone(), path: from });
+            }
+            // "test/fluxd" installs image/services/test/fluxd.toml as the service "fluxd".
+            let installed = name.rsplit('/').next().unwrap_or(name);
+            let to = d.join(format!("etc/cairn/services/{installed}.toml"));
+            std::fs::copy(&from, &to).map_err(io("cannot copy into the root", &to))?;
+        }
+        copy_tree(&src.files, d)?;
+        if let Some(double) = &bins.flux_double {
+            install(double, &d.join("usr/libexec/cairn-flux-double"))?;
+        }
+        // dockerd writes /etc/docker/key.json at start: on a read-only root that lives on
+        // /data (the docker service makes the directory).
+        let etc_docker = d.join("etc/docker");
+        if etc_docker.is_dir() {
+            remove(&etc_docker)?;
+            std::os::unix::fs::symlink("../var/lib/docker-etc", &etc_docker).map_err(io("cannot link", &etc_docker))?;
+        }
+        // The build host's resolv.conf must not leak into the image; the DHCP client writes
+        // the node's own into /run.
+        let resolv = d.join("etc/resolv.conf");
+        remove(&resolv)?;
+        std::os::unix::fs::symlink("../run/resolv.conf", &resolv).map_err(io("cannot link", &resolv))?;
     }
     write(
         &d.join("etc/cairn/release"),
@@ -171,4 +233,22 @@ fn install(from: &Path, to: &Path) -> Result<(), RootfsError> {
 
 fn write(p: &Path, text: &str) -> Result<(), RootfsError> {
     std::fs::write(p, text).map_err(io("cannot write", p))
+}
+
+/// Copies a directory tree over the root (files replace what is there).
+fn copy_tree(from: &Path, to: &Path) -> Result<(), RootfsError> {
+    let Ok(entries) = std::fs::read_dir(from) else { return Ok(()) };
+    let mut entries: Vec<_> = entries.flatten().collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        if src.is_dir() {
+            std::fs::create_dir_all(&dst).map_err(io("cannot create", &dst))?;
+            copy_tree(&src, &dst)?;
+        } else {
+            remove(&dst)?;
+            std::fs::copy(&src, &dst).map_err(io("cannot copy into the root", &dst))?;
+        }
+    }
+    Ok(())
 }

@@ -382,7 +382,7 @@ fn board_profile_has_only_known_top_level_keys() {
             continue;
         }
         if let Some(header) = line.strip_prefix('[') {
-            let name = header.trim_start_matches('[').split(|c| c == ']' || c == '.').next().unwrap_or("").trim();
+            let name = header.trim_start_matches('[').split([']', '.']).next().unwrap_or("").trim();
             keys.insert(name.to_owned());
             in_table = true;
         } else if !in_table {

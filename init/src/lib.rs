@@ -1,13 +1,18 @@
 //! Cairn's PID 1 and its parts; see `main.rs` for how the two stages are chosen.
 
+pub mod api;
 pub mod blockdev;
 pub mod bootctl;
 pub mod cmdline;
+pub mod control;
 pub mod dm;
 pub mod kmod;
 pub mod log;
+pub mod logs;
+pub mod net;
 pub mod service;
 pub mod shutdown;
 pub mod stage1;
 pub mod stage2;
+pub mod supervisor;
 pub mod sys;

@@ -1,12 +1,15 @@
-//! Stage 2: `/sbin/init` in the verified root. Applies the hardening baseline, starts the
-//! services, marks the slot good, prints the ready line, then supervises: reaps children
-//! through a signalfd, restarts services, and turns signals into reboot or poweroff.
+//! Stage 2: `/sbin/init` in the verified root. Applies the hardening baseline, prepares the
+//! writable state on /data, starts the supervisor, marks the slot good once the health gate
+//! holds, prints the ready line, serves the control API, and turns signals into reboot or
+//! poweroff.
 //!
 //! Signals: SIGINT (Ctrl-Alt-Del, once the kernel's own handling is off) reboots; SIGPWR,
 //! SIGTERM and the ACPI power button power off. Once a shutdown runs, further signals are
 //! ignored.
 
-use crate::service::{self, Service, State};
+use crate::control::SystemStatus;
+use crate::logs::LogHub;
+use crate::supervisor::{Supervisor, Waker};
 use crate::sys::{Power, Sys};
 use crate::{bootctl, say};
 use nix::mount::MsFlags;
@@ -18,13 +21,19 @@ use std::io::Read;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-const SERVICE_DIRS: &[&str] = &["/etc/cairn/services"];
-pub const STATUS_FILE: &str = "/run/cairn/status.json";
+/// The health gate gives up waiting after this long: the slot is marked good anyway (with a
+/// warning naming what never became ready) so one bad service cannot roll back the OS.
+const GATE_TIMEOUT: Duration = Duration::from_secs(180);
+/// Members of this group (besides root) may change things through the control API; an
+/// operator can name another group in /data/cairn/operator-group.
+const OPERATOR_GROUP: &str = "operator";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Stage2Error {
     #[error("cannot set up the signal handling PID 1 needs: {0}")]
     Signals(nix::Error),
+    #[error("cannot start the log thread: {0}")]
+    Logs(std::io::Error),
 }
 
 /// Reaps every exited child; calls `on_exit(pid, status)` for each.
@@ -41,24 +50,6 @@ pub fn reap_all(on_exit: &mut dyn FnMut(i32, WaitStatus)) {
     }
 }
 
-fn describe(st: &WaitStatus) -> (String, bool) {
-    match st {
-        WaitStatus::Exited(_, code) => (format!("exited with status {code}"), *code == 0),
-        WaitStatus::Signaled(_, sig, core) => (format!("killed by {sig}{}", if *core { " (core dumped)" } else { "" }), false),
-        other => (format!("{other:?}"), false),
-    }
-}
-
-#[derive(Debug)]
-struct Boot {
-    slot: String,
-    version: String,
-    boot_id: String,
-    kernel_ms: u64,
-    stage1_ms: u64,
-    stage2_ms: u64,
-}
-
 pub fn run(sys: &dyn Sys, start_ms: u64) -> Result<(), Stage2Error> {
     let mut mask = SigSet::empty();
     for s in [Signal::SIGCHLD, Signal::SIGINT, Signal::SIGTERM, Signal::SIGPWR, Signal::SIGHUP, Signal::SIGUSR1, Signal::SIGUSR2] {
@@ -70,72 +61,98 @@ pub fn run(sys: &dyn Sys, start_ms: u64) -> Result<(), Stage2Error> {
     let _ = nix::sys::reboot::set_cad_enabled(false);
 
     mount_api_filesystems(sys);
+    prepare_var(sys);
     apply_hardening();
     setup_identity();
+    prepare_journal_dirs();
+    if let Err(e) = crate::net::loopback_up() {
+        say!("WARNING: cannot bring up the loopback interface: {e}; services on 127.0.0.1 will not be reachable");
+    }
+    let _ = std::fs::create_dir_all("/data/cairn/services");
 
     let stage1_start: u64 = std::env::var("CAIRN_STAGE1_START_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(start_ms);
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     let slot = crate::cmdline::value(&cmdline, "cairn.slot").unwrap_or("?").to_owned();
     let release = std::fs::read_to_string("/etc/cairn/release").unwrap_or_default();
     let version = release.lines().find_map(|l| l.strip_prefix("VERSION=")).unwrap_or("unknown").to_owned();
-
-    let mut services = Vec::new();
-    for dir in SERVICE_DIRS {
-        let (ok, bad) = service::load_dir(std::path::Path::new(dir));
-        for e in bad {
-            say!("WARNING: {e}; skipping it, the rest of the node starts");
-        }
-        services.extend(ok);
-    }
-    for s in &mut services {
-        if let Err(e) = s.start() {
-            say!("WARNING: {e}");
-            s.exited(e.to_string(), false, Instant::now());
-        }
-    }
-
-    // Health gate: the services have been started. (Readiness probes come with the
-    // supervisor work; then this waits for them.)
-    mark_good(sys, &slot);
-
-    let boot = Boot {
-        slot,
-        version,
+    let status = SystemStatus {
+        slot: slot.clone(),
+        version: version.clone(),
         boot_id: std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default().trim().to_owned(),
-        kernel_ms: stage1_start,
-        stage1_ms: start_ms.saturating_sub(stage1_start),
-        stage2_ms: crate::log::uptime_ms().saturating_sub(start_ms),
+        uptime_s: 0,
+        root_hash: crate::cmdline::value(&cmdline, "cairn.roothash").unwrap_or("").to_owned(),
+        ready: false,
     };
-    write_status(&boot, &services);
-    say!(
-        "CAIRN READY slot={} version={} kernel_ms={} stage1_ms={} stage2_ms={} pid1_rss_kib={} boot_id={}",
-        boot.slot,
-        boot.version,
-        boot.kernel_ms,
-        boot.stage1_ms,
-        boot.stage2_ms,
-        rss_kib(),
-        boot.boot_id
-    );
 
+    let hub = LogHub::start().map_err(Stage2Error::Logs)?;
+    let waker = Waker::new().map_err(Stage2Error::Logs)?;
+    let dirs: Vec<&std::path::Path> = crate::service::definition::DIRS.iter().map(std::path::Path::new).collect();
+    let mut sup = Supervisor::new(&dirs, hub, waker.clone(), status.clone());
+    let operator_gid = operator_group();
+    let mut api: Option<crate::api::ApiHandle> = None;
+    let mut api_tried: Option<Instant> = None;
+    let gate_start = Instant::now();
+    let mut ready = false;
     let mut power_buttons = open_power_buttons();
+
     loop {
+        let mut request = sup.tick();
+        if !ready {
+            let (holds, waiting) = sup.gate();
+            let timed_out = gate_start.elapsed() >= GATE_TIMEOUT;
+            if holds || timed_out {
+                if !holds {
+                    say!("WARNING: health gate: {} never became ready within {} s; marking the slot good anyway", waiting.join(", "), GATE_TIMEOUT.as_secs());
+                }
+                ready = true;
+                mark_good(sys, &slot);
+                sup.set_ready();
+                say!(
+                    "CAIRN READY slot={} version={} kernel_ms={} stage1_ms={} stage2_ms={} pid1_rss_kib={} boot_id={}",
+                    slot,
+                    version,
+                    stage1_start,
+                    start_ms.saturating_sub(stage1_start),
+                    crate::log::uptime_ms().saturating_sub(start_ms),
+                    rss_kib(),
+                    status.boot_id
+                );
+            }
+        }
+        // The control API lives on the system bus: (re)connect whenever dbus is ready and
+        // we are not connected; drop the connection when dbus goes away.
+        if !sup.is_ready("dbus") {
+            api = None;
+        } else if api.is_none() && api_tried.is_none_or(|t| t.elapsed() >= Duration::from_secs(2)) {
+            api_tried = Some(Instant::now());
+            match crate::api::serve(None, sup.handle(), operator_gid) {
+                Ok(h) => {
+                    say!("control API on D-Bus: {} {}", crate::control::BUS_NAME, crate::control::OBJECT_PATH);
+                    api = Some(h);
+                }
+                Err(e) => say!("WARNING: control API: {e}; retrying"),
+            }
+        }
+        if let Some(how) = sup.shutdown_done() {
+            crate::shutdown::finish(sys, how, &|| std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default());
+        }
+
         let now = Instant::now();
-        let next = services
-            .iter()
-            .filter_map(|s| match s.state {
-                State::Backoff { at } => Some(at.saturating_duration_since(now)),
-                _ => None,
-            })
-            .min();
-        let timeout = next.map(|d| PollTimeout::try_from(d.as_millis().min(60_000) as i32).unwrap_or(PollTimeout::MAX)).unwrap_or(PollTimeout::NONE);
-        let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
+        let mut wait = sup.next_deadline().map_or(Duration::from_secs(1), |t| t.saturating_duration_since(now)).min(Duration::from_secs(1));
+        if sup.shutdown_done().is_none() && wait.is_zero() {
+            wait = Duration::from_millis(1);
+        }
+        let timeout = PollTimeout::try_from(wait.as_millis() as i32).unwrap_or(PollTimeout::MAX);
+        let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN), PollFd::new(waker.fd(), PollFlags::POLLIN)];
+        if let Some(n) = sup.notify_fd() {
+            fds.push(PollFd::new(n, PollFlags::POLLIN));
+        }
+        let first_button = fds.len();
         fds.extend(power_buttons.iter().map(|f| PollFd::new(f.as_fd(), PollFlags::POLLIN)));
         let _ = nix::poll::poll(&mut fds, timeout);
-        let button_ready: Vec<bool> = fds[1..].iter().map(|f| f.revents().is_some_and(|r| r.contains(PollFlags::POLLIN))).collect();
+        let button_ready: Vec<bool> = fds[first_button..].iter().map(|f| f.revents().is_some_and(|r| r.contains(PollFlags::POLLIN))).collect();
         drop(fds);
 
-        let mut request = None;
         while let Ok(Some(info)) = sfd.read_signal() {
             match Signal::try_from(info.ssi_signo as i32) {
                 Ok(Signal::SIGINT) => request = Some(Power::Reboot),
@@ -149,69 +166,47 @@ pub fn run(sys: &dyn Sys, start_ms: u64) -> Result<(), Stage2Error> {
                 request = Some(Power::PowerOff);
             }
         }
-        let changed = supervise(&mut services);
-        if changed {
-            write_status(&boot, &services);
-        }
         if let Some(how) = request {
-            shutdown(sys, how, &mut services);
+            sup.request_shutdown(how);
         }
     }
 }
 
-/// Reaps children and restarts services whose backoff has passed. Returns whether any
-/// service changed state.
-fn supervise(services: &mut [Service]) -> bool {
-    let mut changed = false;
-    let now = Instant::now();
-    reap_all(&mut |pid, st| {
-        if let Some(s) = services.iter_mut().find(|s| s.state == State::Running { pid }) {
-            let (how, ok) = describe(&st);
-            say!("service {} {how}", s.name);
-            s.exited(how, ok, now);
-            changed = true;
-        }
-    });
-    for s in services.iter_mut() {
-        if matches!(s.state, State::Backoff { at } if at <= now) {
-            if let Err(e) = s.start() {
-                say!("WARNING: {e}");
-                s.exited(e.to_string(), false, now);
-            }
-            changed = true;
-        }
-    }
-    changed
+fn operator_group() -> Option<u32> {
+    let name = std::fs::read_to_string("/data/cairn/operator-group").map(|s| s.trim().to_owned()).unwrap_or_else(|_| OPERATOR_GROUP.to_owned());
+    crate::service::users::group(&std::fs::read_to_string("/etc/group").unwrap_or_default(), &name)
 }
 
-fn shutdown(sys: &dyn Sys, how: Power, services: &mut [Service]) -> ! {
-    say!("{}", if how == Power::Reboot { "rebooting: stopping services" } else { "powering off: stopping services" });
-    let mut deadline = Instant::now();
-    for s in services.iter_mut().rev() {
-        if let State::Running { pid } = s.state {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGTERM);
-            deadline = deadline.max(Instant::now() + Duration::from_secs(s.def.stop_timeout));
+/// /var is /data/var, bind-mounted: logs, container storage and daemon state persist and the
+/// root stays read-only. Made on first boot; /var/run and /var/lock point into /run.
+fn prepare_var(sys: &dyn Sys) {
+    let base = std::path::Path::new("/data/var");
+    for d in ["log/journal", "lib", "cache", "spool", "tmp"] {
+        let _ = std::fs::create_dir_all(base.join(d));
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(base.join("tmp"), std::fs::Permissions::from_mode(0o1777));
+    for (link, to) in [("run", "/run"), ("lock", "/run/lock")] {
+        let p = base.join(link);
+        if std::fs::symlink_metadata(&p).is_err() {
+            let _ = std::os::unix::fs::symlink(to, &p);
         }
-        if matches!(s.state, State::Backoff { .. }) {
-            s.state = State::Stopped;
-        }
     }
-    let mut running: Vec<(String, i32)> = services
-        .iter()
-        .filter_map(|s| match s.state {
-            State::Running { pid } => Some((s.name.clone(), pid)),
-            _ => None,
-        })
-        .collect();
-    while !running.is_empty() && Instant::now() < deadline {
-        reap_all(&mut |pid, _| running.retain(|(_, p)| *p != pid));
-        std::thread::sleep(Duration::from_millis(20));
+    let _ = std::fs::create_dir_all("/run/lock");
+    if let Err(e) = sys.mount("/data/var", "/var", "", MsFlags::MS_BIND, "") {
+        say!("WARNING: cannot bind /data/var onto /var: {e}; /var stays read-only");
     }
-    for (name, pid) in &running {
-        say!("service {name} did not stop in time: SIGKILL");
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), Signal::SIGKILL);
+}
+
+/// journald makes its own sockets in /run/systemd/journal. The `flushed` flag tells it that
+/// /var/log/journal is usable now (systemd's journal-flush service would say so), so it
+/// writes the persistent journal on /data at once. /dev/log is its syslog socket.
+fn prepare_journal_dirs() {
+    let _ = std::fs::create_dir_all("/run/systemd/journal");
+    let _ = std::fs::write("/run/systemd/journal/flushed", "");
+    if std::fs::symlink_metadata("/dev/log").is_err() {
+        let _ = std::os::unix::fs::symlink("/run/systemd/journal/dev-log", "/dev/log");
     }
-    crate::shutdown::finish(sys, how, &|| std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default())
 }
 
 fn mount_api_filesystems(sys: &dyn Sys) {
@@ -229,6 +224,7 @@ fn mount_api_filesystems(sys: &dyn Sys) {
     }
     let _ = std::fs::create_dir_all("/run/cairn");
 }
+
 
 fn apply_hardening() {
     use cairn_hardening::{audit, sysctl};
@@ -279,20 +275,6 @@ fn mark_good(sys: &dyn Sys, slot: &str) {
 pub fn rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap_or(0)
-}
-
-fn write_status(boot: &Boot, services: &[Service]) {
-    let status = serde_json::json!({
-        "slot": boot.slot,
-        "version": boot.version,
-        "boot_id": boot.boot_id,
-        "timeline_ms": { "kernel": boot.kernel_ms, "stage1": boot.stage1_ms, "stage2": boot.stage2_ms },
-        "services": service::summary(services),
-    });
-    let tmp = format!("{STATUS_FILE}.tmp");
-    if std::fs::write(&tmp, status.to_string()).is_ok() {
-        let _ = std::fs::rename(tmp, STATUS_FILE);
-    }
 }
 
 /// The ACPI power button is an input device; its KEY_POWER press is our poweroff request.

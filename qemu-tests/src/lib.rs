@@ -8,6 +8,7 @@
 
 pub mod agent;
 pub mod console;
+pub mod container;
 pub mod flux;
 pub mod image;
 pub mod kvm;
@@ -32,10 +33,13 @@ pub enum HarnessError {
     Image(String),
     #[error("QEMU exited unexpectedly ({status}); console log: {log}")]
     Exited { status: String, log: String },
+    /// A test's own expectation about the guest did not hold (for tests built on the harness).
+    #[error("{0}")]
+    Check(String),
 }
 
 impl HarnessError {
-    pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> HarnessError {
+    pub fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> HarnessError {
         let what = what.into();
         move |source| HarnessError::Io { what, source }
     }

@@ -29,11 +29,13 @@ pub struct MachineConfig {
     pub memory_mb: u32,
     pub cpus: u32,
     pub host_port_forwards: Vec<(u16, u16)>,
+    /// Extra read-only raw disks (/dev/vdb, /dev/vdc, ... in the guest), e.g. a tarball.
+    pub extra_drives: Vec<PathBuf>,
 }
 
 impl MachineConfig {
     pub fn new(name: &str, disk: &Path, firmware: Firmware) -> MachineConfig {
-        MachineConfig { name: name.to_owned(), disk: disk.to_owned(), disk_size_mb: 2048, firmware, memory_mb: 1024, cpus: 2, host_port_forwards: Vec::new() }
+        MachineConfig { name: name.to_owned(), disk: disk.to_owned(), disk_size_mb: 2048, firmware, memory_mb: 1024, cpus: 2, host_port_forwards: Vec::new(), extra_drives: Vec::new() }
     }
 }
 
@@ -138,6 +140,9 @@ impl Machine {
             .arg("-drive")
             .arg(format!("file={},format=qcow2,if=virtio,cache=unsafe", d.join("overlay.qcow2").display()))
             .args(["-device", "virtio-rng-pci"]);
+        for extra in &self.cfg.extra_drives {
+            cmd.arg("-drive").arg(format!("file={},format=raw,if=virtio,readonly=on", extra.display()));
+        }
         if self.cfg.firmware == Firmware::Uefi {
             cmd.arg("-drive").arg(format!("if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"));
             cmd.arg("-drive").arg(format!("if=pflash,format=raw,unit=1,file={}", d.join("vars.fd").display()));

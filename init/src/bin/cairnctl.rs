@@ -1,71 +1,199 @@
-//! `cairnctl`: the operator's command line for a Cairn node.
+//! `cairnctl`: the operator's command line for a Cairn node, a client of the control API
+//! (`org.cairn.Init1` on the D-Bus system bus; docs/services.md).
 //!
-//! Exit codes: 0 success, 1 the request failed, 2 bad usage.
+//! Exit codes, for scripts:
+//!   0  success
+//!   1  the request failed (no such service, it cannot start, the node is shutting down)
+//!   2  bad usage
+//!   3  the control API cannot be reached (dbus down, or not a Cairn node)
+//!   4  permission denied (changes need root or the operator group)
 
+use cairn_init::control::{ServiceInfo, SystemStatus, BUS_NAME, OBJECT_PATH};
 use std::process::ExitCode;
 
-const STATUS_FILE: &str = "/run/cairn/status.json";
+const USAGE: &str = "usage: cairnctl [--json] [--address BUS] COMMAND
+commands:
+  status                 slot, version, boot id, uptime, root hash
+  services               every service: state, readiness, pid, restarts, last exit
+  logs NAME [-n LINES]   recent output of a service (default 50 lines; journalctl -u NAME has all)
+  start NAME | stop NAME | restart NAME
+  reboot | poweroff
+  hardening              the security baseline audit (JSON)
+options:
+  --json                 machine-readable output
+  --address BUS          D-Bus address (default: the system bus; env CAIRNCTL_BUS_ADDRESS)
+exit codes: 0 ok, 1 request failed, 2 usage, 3 API unreachable, 4 permission denied";
 
-fn usage() -> ExitCode {
-    eprintln!("usage: cairnctl [--json] <status|services|reboot|poweroff|hardening>");
-    ExitCode::from(2)
+#[zbus::proxy(interface = "org.cairn.Init1.Manager", default_service = "org.cairn.Init1", default_path = "/org/cairn/Init1")]
+trait Manager {
+    fn status(&self) -> zbus::Result<SystemStatus>;
+    fn list_services(&self) -> zbus::Result<Vec<ServiceInfo>>;
+    fn logs(&self, name: &str, lines: u32) -> zbus::Result<Vec<String>>;
+    fn start_service(&self, name: &str) -> zbus::Result<()>;
+    fn stop_service(&self, name: &str) -> zbus::Result<()>;
+    fn restart_service(&self, name: &str) -> zbus::Result<()>;
+    fn reboot(&self) -> zbus::Result<()>;
+    fn power_off(&self) -> zbus::Result<()>;
 }
 
-fn signal_init(sig: nix::sys::signal::Signal, what: &str) -> ExitCode {
-    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(1), sig) {
-        Ok(()) => {
-            println!("{what} requested");
-            ExitCode::SUCCESS
+/// A failure, with the exit code it maps to.
+struct Failure(u8, String);
+
+fn fail(e: zbus::Error) -> Failure {
+    match &e {
+        zbus::Error::MethodError(name, msg, _) => {
+            let msg = msg.clone().unwrap_or_default();
+            match name.as_str() {
+                "org.cairn.Init1.Error.AccessDenied" | "org.freedesktop.DBus.Error.AccessDenied" => {
+                    Failure(4, format!("permission denied: {msg}; run as root or as a member of the operator group"))
+                }
+                "org.freedesktop.DBus.Error.ServiceUnknown" | "org.freedesktop.DBus.Error.NameHasNoOwner" => {
+                    Failure(3, format!("{BUS_NAME} is not on the bus: is this a Cairn node that finished booting? ({msg})"))
+                }
+                _ => Failure(1, msg),
+            }
         }
-        Err(e) => {
-            eprintln!("cairnctl: cannot ask PID 1 to {what}: {e} (only root may)");
-            ExitCode::from(1)
-        }
+        _ => Failure(3, format!("cannot reach the control API: {e} (is this a Cairn node? is dbus running?)")),
     }
+}
+
+fn connect(address: Option<&str>) -> Result<ManagerProxyBlocking<'static>, Failure> {
+    let conn = match address {
+        Some(a) => zbus::blocking::connection::Builder::address(a).and_then(|b| b.build()),
+        None => zbus::blocking::Connection::system(),
+    }
+    .map_err(|e| Failure(3, format!("cannot connect to D-Bus: {e} (is this a Cairn node? is dbus running?)")))?;
+    ManagerProxyBlocking::builder(&conn).destination(BUS_NAME).and_then(|b| b.path(OBJECT_PATH)).and_then(|b| b.build()).map_err(fail)
+}
+
+fn print_json(v: &impl serde::Serialize) {
+    println!("{}", serde_json::to_string(v).unwrap_or_else(|_| "null".into()));
+}
+
+fn human_duration(s: u64) -> String {
+    match s {
+        s if s < 120 => format!("{s} s"),
+        s if s < 7200 => format!("{} min", s / 60),
+        s if s < 172_800 => format!("{} h {} min", s / 3600, s % 3600 / 60),
+        s => format!("{} d {} h", s / 86400, s % 86400 / 3600),
+    }
+}
+
+fn run(args: &[String]) -> Result<(), Failure> {
+    let json = args.iter().any(|a| a == "--json");
+    let mut address = std::env::var("CAIRNCTL_BUS_ADDRESS").ok();
+    let mut words: Vec<&str> = Vec::new();
+    let mut lines: u32 = 50;
+    let mut i = 0;
+    while i < args.len() {
+        match args[i].as_str() {
+            "--json" => {}
+            "--address" => {
+                i += 1;
+                address = Some(args.get(i).cloned().ok_or_else(|| Failure(2, "--address needs a value".into()))?);
+            }
+            "-n" | "--lines" => {
+                i += 1;
+                lines = args.get(i).and_then(|v| v.parse().ok()).ok_or_else(|| Failure(2, "-n needs a number of lines".into()))?;
+            }
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return Ok(());
+            }
+            w if w.starts_with('-') => return Err(Failure(2, format!("unknown option {w}\n{USAGE}"))),
+            w => words.push(w),
+        }
+        i += 1;
+    }
+    if words == ["hardening"] {
+        let t = std::fs::read_to_string("/run/cairn/hardening.json").map_err(|e| Failure(1, format!("no hardening report in /run/cairn/hardening.json: {e}")))?;
+        println!("{t}");
+        return Ok(());
+    }
+    let api = || connect(address.as_deref());
+    let done = |what: &str| {
+        if json {
+            print_json(&serde_json::json!({ "ok": true }));
+        } else {
+            println!("{what}");
+        }
+    };
+    match words.as_slice() {
+        ["status"] => {
+            let s = api()?.status().map_err(fail)?;
+            if json {
+                print_json(&s);
+            } else {
+                println!("slot       {}", s.slot);
+                println!("version    {}", s.version);
+                println!("boot id    {}", s.boot_id);
+                println!("uptime     {}", human_duration(s.uptime_s));
+                println!("root hash  {}", s.root_hash);
+                println!("ready      {}", if s.ready { "yes" } else { "not yet (services starting)" });
+            }
+        }
+        ["services"] => {
+            let list = api()?.list_services().map_err(fail)?;
+            if json {
+                print_json(&list);
+            } else {
+                println!("{:<18} {:<14} {:<10} {:>7} {:>8}  LAST EXIT / NOTE", "SERVICE", "STATE", "READY", "PID", "RESTARTS");
+                for s in list {
+                    let pid = if s.pid == 0 { "-".to_owned() } else { s.pid.to_string() };
+                    let mut note = if s.error.is_empty() { s.last_exit.clone() } else { s.error.clone() };
+                    if s.next_start_ms > 0 {
+                        note = format!("{note} (next start in {} ms)", s.next_start_ms);
+                    }
+                    println!("{:<18} {:<14} {:<10} {:>7} {:>8}  {}", s.name, s.state, s.readiness, pid, s.restarts, note);
+                }
+            }
+        }
+        ["logs", name] => {
+            let out = api()?.logs(name, lines).map_err(fail)?;
+            if json {
+                print_json(&out);
+            } else {
+                for l in out {
+                    println!("{l}");
+                }
+            }
+        }
+        ["start", name] => {
+            api()?.start_service(name).map_err(fail)?;
+            done(&format!("{name}: start requested"));
+        }
+        ["stop", name] => {
+            api()?.stop_service(name).map_err(fail)?;
+            done(&format!("{name}: stop requested"));
+        }
+        ["restart", name] => {
+            api()?.restart_service(name).map_err(fail)?;
+            done(&format!("{name}: restart requested"));
+        }
+        ["reboot"] => {
+            api()?.reboot().map_err(fail)?;
+            done("reboot requested");
+        }
+        ["poweroff"] => {
+            api()?.power_off().map_err(fail)?;
+            done("poweroff requested");
+        }
+        _ => return Err(Failure(2, USAGE.into())),
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let json = args.iter().any(|a| a == "--json");
-    let cmd: Vec<&str> = args.iter().filter(|a| !a.starts_with("--")).map(String::as_str).collect();
-    match cmd.as_slice() {
-        ["status"] | ["services"] => {
-            let text = match std::fs::read_to_string(STATUS_FILE) {
-                Ok(t) => t,
-                Err(e) => {
-                    eprintln!("cairnctl: cannot read {STATUS_FILE}: {e} (is this a Cairn node that finished booting?)");
-                    return ExitCode::from(1);
-                }
-            };
-            let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-            if json {
-                println!("{}", if cmd == ["status"] { v.clone() } else { v["services"].clone() });
-            } else if cmd == ["status"] {
-                println!("slot      {}", v["slot"].as_str().unwrap_or("?"));
-                println!("version   {}", v["version"].as_str().unwrap_or("?"));
-                println!("boot id   {}", v["boot_id"].as_str().unwrap_or("?"));
-                let t = &v["timeline_ms"];
-                println!("boot      kernel {} ms, stage 1 {} ms, stage 2 {} ms", t["kernel"], t["stage1"], t["stage2"]);
-            } else if let Some(map) = v["services"].as_object() {
-                println!("{:<24} STATE", "SERVICE");
-                for (name, state) in map {
-                    println!("{:<24} {}", name, state.as_str().unwrap_or("?"));
-                }
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure(code, msg)) => {
+            if code == 2 {
+                eprintln!("{msg}");
+            } else {
+                eprintln!("cairnctl: {msg}");
             }
-            ExitCode::SUCCESS
+            ExitCode::from(code)
         }
-        ["hardening"] => match std::fs::read_to_string("/run/cairn/hardening.json") {
-            Ok(t) => {
-                println!("{t}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("cairnctl: no hardening report: {e}");
-                ExitCode::from(1)
-            }
-        },
-        ["reboot"] => signal_init(nix::sys::signal::Signal::SIGINT, "reboot"),
-        ["poweroff"] => signal_init(nix::sys::signal::Signal::SIGPWR, "poweroff"),
-        _ => usage(),
     }
 }

@@ -1,0 +1,70 @@
+//! What the control API (D-Bus, `api.rs`) and `cairnctl` see of the node: plain data types
+//! and the [`Control`] trait that the supervisor implements. Keeping this separate lets the
+//! API be tested against a fake without booting anything.
+
+use serde::{Deserialize, Serialize};
+
+/// The bus name, object path and interface the control API is served under.
+pub const BUS_NAME: &str = "org.cairn.Init1";
+pub const OBJECT_PATH: &str = "/org/cairn/Init1";
+pub const INTERFACE: &str = "org.cairn.Init1.Manager";
+
+/// One service as an operator sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, zvariant::Type)]
+pub struct ServiceInfo {
+    pub name: String,
+    /// `starting`, `running`, `backoff`, `failing`, `stopping`, `stopped`, `exited`,
+    /// `not-installed`, `broken`.
+    pub state: String,
+    /// `ready`, `waiting`, `unhealthy` or `none` (no readiness check defined).
+    pub readiness: String,
+    /// Main process id, 0 when not running.
+    pub pid: u32,
+    /// Restarts since boot (never reset; the backoff resets, this count does not).
+    pub restarts: u32,
+    /// How the last run ended, e.g. `exited with status 1`, `killed by SIGKILL (memory.max)`;
+    /// empty if it never ended.
+    pub last_exit: String,
+    /// Milliseconds until the next start when in backoff, else 0.
+    pub next_start_ms: u64,
+    /// Why the service is broken or not installed; empty otherwise.
+    pub error: String,
+}
+
+/// The node as a whole.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, zvariant::Type)]
+pub struct SystemStatus {
+    pub slot: String,
+    pub version: String,
+    pub boot_id: String,
+    pub uptime_s: u64,
+    pub root_hash: String,
+    /// True once the health gate passed and the ready line was printed.
+    pub ready: bool,
+}
+
+/// What a change request can fail with. The API maps these to D-Bus errors.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ControlError {
+    #[error("no service named {0}; `cairnctl services` lists them")]
+    NoSuchService(String),
+    #[error("service {name} cannot be started: {reason}")]
+    CannotStart { name: String, reason: String },
+    #[error("the node is shutting down")]
+    ShuttingDown,
+}
+
+/// What the supervisor offers the control API. Reads are open to every caller; the API
+/// checks that the caller is root or in the operator group before calling a change.
+pub trait Control: Send + Sync {
+    fn status(&self) -> SystemStatus;
+    fn services(&self) -> Vec<ServiceInfo>;
+    /// The last `lines` lines of a service's output and of PID 1's messages about it,
+    /// oldest first.
+    fn logs(&self, name: &str, lines: u32) -> Result<Vec<String>, ControlError>;
+    fn start(&self, name: &str) -> Result<(), ControlError>;
+    fn stop(&self, name: &str) -> Result<(), ControlError>;
+    fn restart(&self, name: &str) -> Result<(), ControlError>;
+    fn reboot(&self) -> Result<(), ControlError>;
+    fn poweroff(&self) -> Result<(), ControlError>;
+}

@@ -1,0 +1,153 @@
+//! Starting one service process: its environment, its output pipe, its cgroup and its
+//! sandbox, all set up between fork and exec so the process never runs a single instruction
+//! of its own outside them.
+
+use super::definition::Definition;
+use super::users;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error("user {0:?} does not exist in /etc/passwd")]
+    NoUser(String),
+    #[error("group {0:?} does not exist in /etc/group")]
+    NoGroup(String),
+    #[error("sandbox: {0}")]
+    Sandbox(#[from] cairn_hardening::sandbox::SandboxError),
+    #[error("cannot create the output pipe: {0}")]
+    Pipe(std::io::Error),
+    #[error("cannot make directory {path}: {reason}")]
+    Directory { path: String, reason: String },
+    #[error("cannot start {command}: {reason}")]
+    Exec { command: String, reason: String },
+}
+
+pub fn signal_by_name(name: &str) -> Option<nix::sys::signal::Signal> {
+    name.parse().ok()
+}
+
+/// What one start needs besides the definition.
+#[derive(Debug)]
+pub struct Spawn<'a> {
+    pub def: &'a Definition,
+    /// `cgroup.procs` of the service's cgroup, opened for writing; the child writes "0" to it
+    /// (moves itself) before anything else.
+    pub cgroup_procs: Option<OwnedFd>,
+    /// `$NOTIFY_SOCKET` for services with notify readiness.
+    pub notify_socket: Option<&'a str>,
+    /// /proc/sys/kernel/cap_last_cap.
+    pub last_cap: u32,
+}
+
+#[derive(Debug)]
+pub struct Started {
+    pub pid: i32,
+    /// The read end of the service's stdout+stderr pipe.
+    pub output: OwnedFd,
+}
+
+/// The sandbox a definition asks for, with names resolved against the user database.
+pub fn sandbox_for(def: &Definition, passwd: &str, group_text: &str) -> Result<(cairn_hardening::sandbox::Sandbox, Option<String>), SpawnError> {
+    let mut sb = cairn_hardening::sandbox::Sandbox {
+        no_new_privileges: def.sandbox.no_new_privileges,
+        capabilities: def.sandbox.capabilities.clone(),
+        read_only_paths: def.sandbox.read_only_paths.clone(),
+        private_tmp: def.sandbox.private_tmp,
+        ..Default::default()
+    };
+    let mut home = None;
+    if let Some(name) = &def.user {
+        let u = users::user(passwd, name).ok_or_else(|| SpawnError::NoUser(name.clone()))?;
+        sb.uid = Some(u.uid);
+        sb.gid = Some(u.gid);
+        sb.groups = users::groups_of(group_text, name);
+        home = Some(u.home);
+    }
+    if let Some(g) = &def.group {
+        sb.gid = Some(users::group(group_text, g).ok_or_else(|| SpawnError::NoGroup(g.clone()))?);
+    }
+    if let Some(gid) = sb.gid {
+        if !sb.groups.contains(&gid) {
+            sb.groups.insert(0, gid);
+        }
+    }
+    Ok((sb, home))
+}
+
+pub fn spawn(s: Spawn<'_>) -> Result<Started, SpawnError> {
+    let def = s.def;
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let group_text = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    let (sandbox, home) = sandbox_for(def, &passwd, &group_text)?;
+    let prepared = sandbox.prepare(s.last_cap)?;
+
+    for d in &def.directories {
+        make_directory(d, &passwd)?;
+    }
+    // Checked here because a failed bind mount in the child only shows as a failed exec.
+    for p in &def.sandbox.read_only_paths {
+        if !std::path::Path::new(p).exists() {
+            return Err(SpawnError::Sandbox(cairn_hardening::sandbox::SandboxError::BadPath(format!("{p} (read-only path does not exist)"))));
+        }
+    }
+
+    let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| SpawnError::Pipe(e.into()))?;
+    let write2 = write.try_clone().map_err(SpawnError::Pipe)?;
+
+    let mut cmd = Command::new(&def.command);
+    cmd.args(&def.args)
+        .env_clear()
+        .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("HOME", home.as_deref().unwrap_or("/root"))
+        .envs(&def.environment)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(write))
+        .stderr(Stdio::from(write2));
+    if let Some(sock) = s.notify_socket {
+        cmd.env("NOTIFY_SOCKET", sock);
+    }
+    if let Some(dir) = &def.working_directory {
+        cmd.current_dir(dir);
+    }
+    let cgroup_fd = s.cgroup_procs.as_ref().map(|f| f.as_raw_fd());
+    let zero: &'static [u8] = b"0";
+    // SAFETY: the closure runs in the forked child before execve. It only makes system calls
+    // (sigprocmask, setsid, write, and the sandbox's unshare/mount/prctl/set*id, which
+    // `Prepared::enter` documents as allocation-free); everything it touches was prepared
+    // above, in the parent.
+    unsafe {
+        cmd.pre_exec(move || {
+            // PID 1 blocks the signals it reads through its signalfd; a service must not
+            // inherit that mask.
+            nix::sys::signal::SigSet::all().thread_unblock()?;
+            nix::unistd::setsid()?;
+            if let Some(fd) = cgroup_fd {
+                // write(2) "0" to cgroup.procs: move this process into the service's cgroup,
+                // so its limits hold from its first instruction and every child is counted.
+                let bfd = std::os::fd::BorrowedFd::borrow_raw(fd);
+                rustix::io::write(bfd, zero)?;
+            }
+            prepared.enter()
+        });
+    }
+    let child = cmd.spawn().map_err(|e| SpawnError::Exec { command: def.command.clone(), reason: e.to_string() })?;
+    drop(cmd); // closes our copies of the pipe's write end
+    // PID 1 reaps every child through waitpid(-1) in its loop; dropping the handle neither
+    // waits nor kills.
+    Ok(Started { pid: child.id() as i32, output: read })
+}
+
+fn make_directory(d: &super::definition::Directory, passwd: &str) -> Result<(), SpawnError> {
+    use std::os::unix::fs::PermissionsExt;
+    let err = |reason: String| SpawnError::Directory { path: d.path.clone(), reason };
+    std::fs::create_dir_all(&d.path).map_err(|e| err(e.to_string()))?;
+    let mode = d.mode.as_deref().and_then(|m| u32::from_str_radix(m, 8).ok()).unwrap_or(0o755);
+    std::fs::set_permissions(&d.path, std::fs::Permissions::from_mode(mode)).map_err(|e| err(e.to_string()))?;
+    if let Some(owner) = &d.owner {
+        let u = users::user(passwd, owner).ok_or_else(|| SpawnError::NoUser(owner.clone()))?;
+        std::os::unix::fs::chown(&d.path, Some(u.uid), Some(u.gid)).map_err(|e| err(e.to_string()))?;
+    }
+    Ok(())
+}

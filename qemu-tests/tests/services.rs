@@ -1,0 +1,329 @@
+//! Supervisor acceptance tests: each boots the test image (built by `./dev test`) in QEMU
+//! and drives its services through `cairnctl`, the D-Bus control API and Docker.
+//!
+//! The test image carries extra service definitions for these tests (image/services/test-*):
+//! most have `autostart = false` and are started here with `cairnctl start`.
+
+use cairn_qemu_tests::container;
+use cairn_qemu_tests::image::test_image;
+use cairn_qemu_tests::machine::BOOT_TIMEOUT;
+use cairn_qemu_tests::{Firmware, HarnessError, Machine, MachineConfig};
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+type R = Result<(), HarnessError>;
+
+fn boot_with(name: &str, edit: impl FnOnce(&mut MachineConfig)) -> Result<Machine, HarnessError> {
+    let image = test_image()?;
+    let mut cfg = MachineConfig::new(name, &image.disk_path(), Firmware::Bios);
+    edit(&mut cfg);
+    let m = Machine::start(cfg)?;
+    m.wait_for_ready(BOOT_TIMEOUT)?;
+    m.wait_for_agent(Duration::from_secs(60))?;
+    Ok(m)
+}
+
+fn boot(name: &str) -> Result<Machine, HarnessError> {
+    boot_with(name, |_| {})
+}
+
+/// `cairnctl --json services`, by name.
+fn services(m: &Machine) -> Result<Vec<Value>, HarnessError> {
+    let out = m.succeed("cairnctl --json services")?;
+    let v: Value = serde_json::from_str(&out).map_err(|e| HarnessError::Check(format!("cairnctl --json services: {e}: {out}")))?;
+    Ok(v.as_array().cloned().unwrap_or_default())
+}
+
+fn service(m: &Machine, name: &str) -> Result<Value, HarnessError> {
+    services(m)?.into_iter().find(|s| s["name"] == name).ok_or_else(|| HarnessError::Check(format!("no service {name} in cairnctl services")))
+}
+
+/// Polls `cairnctl services` until `pred` holds for the service.
+fn wait_service(m: &Machine, name: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Result<Value, HarnessError> {
+    let start = Instant::now();
+    loop {
+        let s = service(m, name)?;
+        if pred(&s) {
+            return Ok(s);
+        }
+        if start.elapsed() > timeout {
+            return Err(HarnessError::Check(format!("service {name} never reached the expected state; last: {s}")));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn logs(m: &Machine, name: &str, lines: u32) -> Result<Vec<String>, HarnessError> {
+    let out = m.succeed(&format!("cairnctl --json logs {name} -n {lines}"))?;
+    let v: Value = serde_json::from_str(&out).map_err(|e| HarnessError::Check(format!("cairnctl logs: {e}: {out}")))?;
+    Ok(v.as_array().map(|a| a.iter().filter_map(|l| l.as_str().map(str::to_owned)).collect()).unwrap_or_default())
+}
+
+fn u64_of(v: &Value, key: &str) -> u64 {
+    v[key].as_u64().unwrap_or(0)
+}
+
+/// The services that run in every test boot, with their restart counts.
+fn baseline(m: &Machine) -> Result<Vec<(String, u64)>, HarnessError> {
+    Ok(services(m)?.iter().filter(|s| s["state"] == "running").map(|s| (s["name"].as_str().unwrap_or("").to_owned(), u64_of(s, "restarts"))).collect())
+}
+
+fn assert_unaffected(m: &Machine, before: &[(String, u64)], except: &str) -> R {
+    let now = services(m)?;
+    for (name, restarts) in before.iter().filter(|(n, _)| n != except) {
+        let s = now.iter().find(|s| s["name"] == name.as_str()).cloned().unwrap_or_default();
+        assert_eq!(s["state"], "running", "{name} was disturbed: {s}");
+        assert_eq!(u64_of(&s, "restarts"), *restarts, "{name} restarted: {s}");
+    }
+    Ok(())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(18080)
+}
+
+/// Boots with the busybox httpd image attached as /dev/vdb and a host port forwarded to the
+/// guest's 8080, loads the image and runs it as container `web` publishing 8080.
+fn boot_with_container(name: &str) -> Result<(Machine, u16), HarnessError> {
+    let dir = cairn_qemu_tests::workspace().join("target/qemu-tests").join(name);
+    std::fs::create_dir_all(&dir).map_err(HarnessError::io("test directory"))?;
+    let tarball = dir.join("httpd-image.tar");
+    container::write_image_tarball(&tarball).map_err(|e| HarnessError::Check(e.to_string()))?;
+    let port = free_port();
+    let m = boot_with(name, |c| {
+        c.host_port_forwards.push((port, container::PORT));
+        c.extra_drives.push(tarball.clone());
+    })?;
+    let docker = service(&m, "docker")?;
+    assert_eq!(docker["state"], "running", "dockerd is not running at ready: {docker}");
+    assert_eq!(docker["readiness"], "ready", "{docker}");
+    m.succeed("docker load -i /dev/vdb")?;
+    m.succeed(&format!("docker run -d --name web -p {p}:{p} {}", container::IMAGE, p = container::PORT))?;
+    Ok((m, port))
+}
+
+fn wait_http(port: u16, timeout: Duration) -> Option<String> {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if let Some(body) = container::http_get(port, Duration::from_secs(5)) {
+            return Some(body);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    None
+}
+
+#[test]
+fn docker_runs_a_local_image_and_its_port_answers_from_the_host() -> R {
+    let (m, port) = boot_with_container("docker_runs_a_local_image_and_its_port_answers_from_the_host")?;
+    let body = wait_http(port, Duration::from_secs(120));
+    assert_eq!(body.as_deref(), Some(container::PAGE), "the container's published port did not answer through QEMU's forwarding");
+    let sock = m.succeed("test -S /var/run/docker.sock && echo socket")?;
+    assert_eq!(sock.trim(), "socket", "the Docker Engine API socket");
+    let root = m.succeed("docker info --format '{{.DockerRootDir}}' && findmnt -n -o SOURCE --target /var/lib/docker")?;
+    assert!(root.contains("/var/lib/docker"), "{root}");
+    Ok(())
+}
+
+#[test]
+fn killing_dockerd_restarts_it_and_the_container_keeps_running() -> R {
+    let (m, port) = boot_with_container("killing_dockerd_restarts_it_and_the_container_keeps_running")?;
+    assert!(wait_http(port, Duration::from_secs(120)).is_some(), "the container never answered");
+    let container_pid = m.succeed("docker inspect -f '{{.State.Pid}}' web")?.trim().to_owned();
+    let before = service(&m, "docker")?;
+    m.succeed(&format!("kill -9 {}", u64_of(&before, "pid")))?;
+    let after = wait_service(&m, "docker", Duration::from_secs(180), |s| u64_of(s, "restarts") > u64_of(&before, "restarts") && s["state"] == "running" && s["readiness"] == "ready")?;
+    assert_ne!(after["pid"], before["pid"], "dockerd has a new process");
+    assert!(after["last_exit"].as_str().unwrap_or("").contains("SIGKILL"), "{after}");
+    let state = m.succeed("docker inspect -f '{{.State.Running}} {{.State.Pid}}' web")?;
+    assert_eq!(state.trim(), format!("true {container_pid}"), "the container was restarted or stopped");
+    assert_eq!(wait_http(port, Duration::from_secs(60)).as_deref(), Some(container::PAGE), "the container stopped answering");
+    Ok(())
+}
+
+#[test]
+fn a_crashing_service_backs_off_to_its_cap_and_others_are_unaffected() -> R {
+    let m = boot("a_crashing_service_backs_off_to_its_cap_and_others_are_unaffected")?;
+    let before = baseline(&m)?;
+    m.succeed("cairnctl start test-crashloop")?;
+    // 100, 200, 400, 800, 1600, 1600, 1600 ms: about 5 s of failures.
+    let s = wait_service(&m, "test-crashloop", Duration::from_secs(120), |s| u64_of(s, "restarts") >= 7)?;
+    assert_eq!(s["state"], "failing", "{s}");
+    let delays: Vec<u64> = logs(&m, "test-crashloop", 200)?
+        .iter()
+        .filter_map(|l| l.strip_prefix("restart ")?.split(" in ").nth(1)?.strip_suffix(" ms")?.parse().ok())
+        .collect();
+    assert!(delays.len() >= 7, "{delays:?}");
+    assert_eq!(&delays[..7], [100, 200, 400, 800, 1600, 1600, 1600], "restart intervals grow to the cap");
+    let table = m.succeed("cairnctl services")?;
+    assert!(table.lines().any(|l| l.starts_with("test-crashloop") && l.contains("failing")), "{table}");
+    assert_unaffected(&m, &before, "test-crashloop")?;
+    m.succeed("cairnctl stop test-crashloop")?;
+    wait_service(&m, "test-crashloop", Duration::from_secs(30), |s| s["state"] == "stopped")?;
+    Ok(())
+}
+
+#[test]
+fn orphaned_children_are_reaped() -> R {
+    let m = boot("orphaned_children_are_reaped")?;
+    m.succeed("cairnctl start test-orphans")?;
+    wait_service(&m, "test-orphans", Duration::from_secs(120), |s| s["state"] == "exited")?;
+    assert!(logs(&m, "test-orphans", 50)?.iter().any(|l| l == "spawned 1000"));
+    // The 1,000 sleeps now belong to PID 1; they exit after 5 s and must all be reaped.
+    let count = "grep -l '^PPid:[[:space:]]*1$' /proc/[0-9]*/status 2>/dev/null | xargs -r grep -l '^Name:[[:space:]]*sleep$' 2>/dev/null | wc -l";
+    let orphans: u64 = m.succeed(count)?.trim().parse().unwrap_or(0);
+    println!("orphans alive right after the service exited: {orphans}");
+    m.wait_until_succeeds(&format!("test $({count}) -eq 0"), Duration::from_secs(120))?;
+    let zombies = m.succeed("grep -l '^State:[[:space:]]*Z' /proc/[0-9]*/status 2>/dev/null | wc -l")?;
+    assert_eq!(zombies.trim(), "0", "zombies remain");
+    Ok(())
+}
+
+fn pid1_figures(m: &Machine) -> Result<(u64, u64), HarnessError> {
+    let rss: u64 = m.succeed("awk '/^VmRSS/ {print $2}' /proc/1/status")?.trim().parse().unwrap_or(0);
+    let fds: u64 = m.succeed("ls /proc/1/fd | wc -l")?.trim().parse().unwrap_or(0);
+    Ok((rss, fds))
+}
+
+#[test]
+fn a_thousand_crash_cycles_leave_pid1_flat() -> R {
+    let m = boot("a_thousand_crash_cycles_leave_pid1_flat")?;
+    m.succeed("cairnctl start test-cycles")?;
+    wait_service(&m, "test-cycles", Duration::from_secs(300), |s| u64_of(s, "restarts") >= 100)?;
+    let (rss_100, fds_100) = pid1_figures(&m)?;
+    let start = Instant::now();
+    let s = wait_service(&m, "test-cycles", Duration::from_secs(1500), |s| u64_of(s, "restarts") >= 1000)?;
+    let (rss_1000, fds_1000) = pid1_figures(&m)?;
+    m.succeed("cairnctl stop test-cycles")?;
+    println!(
+        "PID 1 after 100 cycles: VmRSS {rss_100} KiB, {fds_100} fds; after {} cycles: VmRSS {rss_1000} KiB, {fds_1000} fds ({:.1} s for the last 900)",
+        u64_of(&s, "restarts"),
+        start.elapsed().as_secs_f64()
+    );
+    assert_eq!(fds_1000, fds_100, "PID 1 leaks file descriptors");
+    assert!(rss_1000 <= rss_100 + 256, "PID 1 grew from {rss_100} to {rss_1000} KiB over 900 restarts");
+    Ok(())
+}
+
+#[test]
+fn a_service_over_its_memory_max_is_killed_and_restarted_alone() -> R {
+    let m = boot("a_service_over_its_memory_max_is_killed_and_restarted_alone")?;
+    let before = baseline(&m)?;
+    m.succeed("cairnctl start test-memhog")?;
+    let s = wait_service(&m, "test-memhog", Duration::from_secs(180), |s| u64_of(s, "restarts") >= 2)?;
+    let exit = s["last_exit"].as_str().unwrap_or("");
+    assert!(exit.contains("SIGKILL") && exit.contains("memory.max"), "{s}");
+    let max = m.succeed("cat /sys/fs/cgroup/system.slice/test-memhog.service/memory.max")?;
+    assert_eq!(max.trim(), (32u64 << 20).to_string(), "memory.max is re-applied on restart");
+    assert_unaffected(&m, &before, "test-memhog")?;
+    m.succeed("cairnctl stop test-memhog")?;
+    Ok(())
+}
+
+#[test]
+fn poweroff_kills_a_service_that_ignores_sigterm_and_data_survives() -> R {
+    let mut m = boot("poweroff_kills_a_service_that_ignores_sigterm_and_data_survives")?;
+    m.succeed("cairnctl start test-stubborn")?;
+    wait_service(&m, "test-stubborn", Duration::from_secs(60), |s| s["state"] == "running")?;
+    m.succeed("echo fsynced-before-poweroff > /data/poweroff-token && sync /data/poweroff-token")?;
+    m.mark_console();
+    m.succeed("cairnctl poweroff")?;
+    let status = m.wait_for_exit(Duration::from_secs(180))?;
+    assert!(status.success(), "QEMU did not exit cleanly: {status}");
+    let console = m.console_log();
+    assert!(console.contains("service test-stubborn: did not stop within 3 s: SIGKILL"), "the stubborn service was not killed after its timeout");
+    assert!(console.contains("powering off now"), "poweroff did not complete");
+    m.restart()?;
+    m.wait_for_ready(BOOT_TIMEOUT)?;
+    m.wait_for_agent(Duration::from_secs(60))?;
+    assert_eq!(m.succeed("cat /data/poweroff-token")?.trim(), "fsynced-before-poweroff");
+    Ok(())
+}
+
+#[test]
+fn journal_shows_service_output_from_before_a_reboot() -> R {
+    let m = boot("journal_shows_service_output_from_before_a_reboot")?;
+    let first = m.succeed("cat /proc/sys/kernel/random/boot_id")?.trim().to_owned();
+    let want = format!("test-echo: hello from boot {first}");
+    m.wait_until_succeeds(&format!("journalctl -u test-echo --no-pager -o cat | grep -qx '{want}'"), Duration::from_secs(60))?;
+    // Nothing from before journald is lost: the kernel's first lines and stage 1's are there.
+    m.succeed("journalctl -k -b 0 --no-pager | grep -q 'Linux version'")?;
+    m.succeed("journalctl -b 0 -t cairn-init --no-pager | grep -q 'stage 1: root of slot a verified'")?;
+    m.reboot()?;
+    m.wait_for_ready(BOOT_TIMEOUT)?;
+    m.wait_for_agent(Duration::from_secs(60))?;
+    let out = m.succeed("journalctl -u test-echo -b -1 --no-pager -o cat")?;
+    assert!(out.lines().any(|l| l == want), "journalctl -u test-echo -b -1 lacks the line from the previous boot: {out}");
+    let disk = m.succeed("journalctl --disk-usage")?;
+    assert!(disk.contains("take up"), "{disk}");
+    m.succeed("test -d /data/var/log/journal/$(cat /etc/machine-id)")?;
+    Ok(())
+}
+
+#[test]
+fn broken_definitions_are_reported_and_the_node_reaches_ready() -> R {
+    let m = boot("broken_definitions_are_reported_and_the_node_reaches_ready")?;
+    let all = services(&m)?;
+    let get = |n: &str| all.iter().find(|s| s["name"] == n).cloned().unwrap_or_default();
+    for (name, why) in [("test-broken-key", "restart_policy"), ("test-cycle-a", "cycle"), ("test-cycle-b", "cycle"), ("test-missing", "does not exist")] {
+        let s = get(name);
+        assert_eq!(s["state"], "broken", "{s}");
+        assert!(s["error"].as_str().unwrap_or("").contains(why), "{name}: {s}");
+    }
+    for name in ["journald", "dbus", "containerd", "docker", "fluxd", "fluxbenchd", "test-echo"] {
+        assert_eq!(get(name)["state"], "running", "{name}: {}", get(name));
+    }
+    let console = m.console_log();
+    assert!(console.contains("service test-broken-key:") && console.contains("skipping it, the rest of the node starts"), "broken definitions are not reported on the console");
+    Ok(())
+}
+
+#[test]
+fn control_api_is_on_dbus_and_refuses_non_root() -> R {
+    let m = boot("control_api_is_on_dbus_and_refuses_non_root")?;
+    let intro = m.succeed("busctl introspect org.cairn.Init1 /org/cairn/Init1")?;
+    for want in ["org.cairn.Init1.Manager", "ListServices", "RestartService", "Logs", "Status", "PowerOff"] {
+        assert!(intro.contains(want), "busctl introspect lacks {want}: {intro}");
+    }
+    let status = m.succeed("busctl call org.cairn.Init1 /org/cairn/Init1 org.cairn.Init1.Manager Status")?;
+    assert!(status.contains("\"a\""), "{status}");
+    let before = u64_of(&service(&m, "test-echo")?, "restarts");
+    m.succeed("cairnctl restart test-echo")?;
+    wait_service(&m, "test-echo", Duration::from_secs(60), |s| u64_of(s, "restarts") > before || s["last_exit"].as_str().unwrap_or("").contains("SIG"))?;
+    let nobody = "setpriv --reuid=65534 --regid=65534 --clear-groups";
+    let (code, out) = m.execute(&format!("{nobody} cairnctl restart test-echo 2>&1"), Duration::from_secs(60))?;
+    assert_eq!(code, 4, "a non-root caller must be refused with exit code 4: {out}");
+    assert!(out.contains("permission denied"), "{out}");
+    m.succeed(&format!("{nobody} cairnctl services"))?;
+    let (code, _) = m.execute(&format!("{nobody} busctl call org.cairn.Init1 /org/cairn/Init1 org.cairn.Init1.Manager PowerOff"), Duration::from_secs(60))?;
+    assert_ne!(code, 0, "busctl PowerOff as nobody must fail");
+    let (code, _) = m.execute("cairnctl restart no-such-service", Duration::from_secs(60))?;
+    assert_eq!(code, 1);
+    Ok(())
+}
+
+#[test]
+fn a_sandboxed_service_runs_as_its_user_with_its_limits() -> R {
+    let m = boot("a_sandboxed_service_runs_as_its_user_with_its_limits")?;
+    let lines = logs(&m, "test-sandboxed", 50)?;
+    let text = lines.join("\n");
+    assert!(text.contains("uid=65534 gid=65534"), "{text}");
+    assert!(text.contains("NoNewPrivs:\t1"), "{text}");
+    assert!(text.contains("CapBnd:\t0000000000000400"), "only CAP_NET_BIND_SERVICE stays: {text}");
+    assert!(text.contains("data: touch: cannot touch '/data/cairn/x': Read-only file system"), "{text}");
+    assert!(text.contains("tmp entries: 0"), "{text}");
+    let cg = "/sys/fs/cgroup/system.slice/test-sandboxed.service";
+    let limits = m.succeed(&format!("cat {cg}/memory.max {cg}/cpu.weight {cg}/pids.max"))?;
+    assert_eq!(limits.split_whitespace().collect::<Vec<_>>(), [&(16u64 << 20).to_string(), "50", "16"]);
+    Ok(())
+}
+
+#[test]
+fn the_flux_daemon_doubles_answer_on_their_ports() -> R {
+    let m = boot("the_flux_daemon_doubles_answer_on_their_ports")?;
+    for name in ["fluxd", "fluxbenchd"] {
+        let s = wait_service(&m, name, Duration::from_secs(60), |s| s["readiness"] == "ready")?;
+        assert_eq!(s["state"], "running", "{s}");
+    }
+    Ok(())
+}
