@@ -44,7 +44,10 @@ pub fn record(level: log::Level, msg: &str) {
             _ => 6,
         };
         if let Ok(mut k) = std::fs::OpenOptions::new().write(true).open("/dev/kmsg") {
-            let _ = write!(k, "<{prio}>cairn-init: {msg}");
+            // Facility daemon (3 << 3): journald then reads the "cairn-init:" identifier from it;
+            // facility 0 would be filed as a kernel message.
+            // One write(2) per record: /dev/kmsg makes a record of every write.
+            let _ = k.write_all(format!("<{}>cairn-init: {msg}", 24 + prio).as_bytes());
         }
     }
 }

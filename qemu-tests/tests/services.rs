@@ -85,9 +85,10 @@ fn free_port() -> u16 {
 /// Boots with the busybox httpd image attached as /dev/vdb and a host port forwarded to the
 /// guest's 8080, loads the image and runs it as container `web` publishing 8080.
 fn boot_with_container(name: &str) -> Result<(Machine, u16), HarnessError> {
-    let dir = cairn_qemu_tests::workspace().join("target/qemu-tests").join(name);
+    // Not in the test's own directory: the harness makes that afresh when QEMU starts.
+    let dir = cairn_qemu_tests::workspace().join("target/qemu-tests/artifacts");
     std::fs::create_dir_all(&dir).map_err(HarnessError::io("test directory"))?;
-    let tarball = dir.join("httpd-image.tar");
+    let tarball = dir.join(format!("{name}-httpd-image.tar"));
     container::write_image_tarball(&tarball).map_err(|e| HarnessError::Check(e.to_string()))?;
     let port = free_port();
     let m = boot_with(name, |c| {
@@ -169,11 +170,12 @@ fn orphaned_children_are_reaped() -> R {
     m.succeed("cairnctl start test-orphans")?;
     wait_service(&m, "test-orphans", Duration::from_secs(120), |s| s["state"] == "exited")?;
     assert!(logs(&m, "test-orphans", 50)?.iter().any(|l| l == "spawned 1000"));
-    // The 1,000 sleeps now belong to PID 1; they exit after 5 s and must all be reaped.
-    let count = "grep -l '^PPid:[[:space:]]*1$' /proc/[0-9]*/status 2>/dev/null | xargs -r grep -l '^Name:[[:space:]]*sleep$' 2>/dev/null | wc -l";
+    // The 1,000 sleeps now belong to PID 1 (still in the service's cgroup, which the
+    // main-process stop mode leaves alone); they exit after 5 s and must all be reaped.
+    let count = "grep -l '^PPid:[[:space:]]*1$' $(sed 's|.*|/proc/&/status|' /sys/fs/cgroup/system.slice/test-orphans.service/cgroup.procs) 2>/dev/null | wc -l";
     let orphans: u64 = m.succeed(count)?.trim().parse().unwrap_or(0);
-    println!("orphans alive right after the service exited: {orphans}");
-    m.wait_until_succeeds(&format!("test $({count}) -eq 0"), Duration::from_secs(120))?;
+    println!("orphans (children of PID 1) alive right after the service exited: {orphans}");
+    m.wait_until_succeeds("test ! -s /sys/fs/cgroup/system.slice/test-orphans.service/cgroup.procs", Duration::from_secs(120))?;
     let zombies = m.succeed("grep -l '^State:[[:space:]]*Z' /proc/[0-9]*/status 2>/dev/null | wc -l")?;
     assert_eq!(zombies.trim(), "0", "zombies remain");
     Ok(())
@@ -200,7 +202,10 @@ fn a_thousand_crash_cycles_leave_pid1_flat() -> R {
         u64_of(&s, "restarts"),
         start.elapsed().as_secs_f64()
     );
-    assert_eq!(fds_1000, fds_100, "PID 1 leaks file descriptors");
+    // A few descriptors come and go (log pipes, API connections, probe sockets); a leak
+    // would be one or more per cycle, 900 here.
+    println!("PID 1's open files after the cycles:\n{}", m.succeed("ls -l /proc/1/fd | awk '{print $NF}' | sed 's/[0-9]*]$/]/' | sort | uniq -c")?);
+    assert!(fds_1000 <= fds_100 + 16, "PID 1 went from {fds_100} to {fds_1000} open files over 900 restarts");
     assert!(rss_1000 <= rss_100 + 256, "PID 1 grew from {rss_100} to {rss_1000} KiB over 900 restarts");
     Ok(())
 }
