@@ -96,9 +96,11 @@ pub struct Sources {
 }
 
 impl Sources {
-    /// `image/profiles/x.toml` -> `image/services`, `image/files`.
+    /// `image/profiles/x.toml` -> `image/services`, `image/files`. A profile kept elsewhere
+    /// (with no `services/` beside its directory) uses this repository's `image/`.
     pub fn beside(profile_path: &Path) -> Sources {
         let base = profile_path.parent().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+        let base = if base.join("services").is_dir() { base } else { PathBuf::from(env!("CARGO_MANIFEST_DIR")) };
         Sources { services: base.join("services"), files: base.join("files") }
     }
 }

@@ -7,6 +7,10 @@
 //! [`Supervisor::next_deadline`] passed, so a start that hangs can always be interrupted.
 
 use crate::control::{Control, ControlError, ServiceInfo, SystemStatus};
+
+mod handle;
+use handle::{Ask, Handle, Request, Snapshot};
+pub use handle::Waker;
 use crate::logs::LogHub;
 use crate::service::definition::{self, CheckKind, Definition, DefinitionError, RestartPolicy, StopMode};
 use crate::service::{cgroup, check, order, spawn};
@@ -15,7 +19,7 @@ use log::Level;
 use nix::sys::signal::Signal;
 use nix::sys::wait::WaitStatus;
 use std::collections::{BTreeMap, BTreeSet};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -154,56 +158,12 @@ impl Unit {
     }
 }
 
-/// A change the control API asks for, with where to send the answer.
-#[derive(Debug)]
-struct Request {
-    what: Ask,
-    reply: mpsc::SyncSender<Result<(), ControlError>>,
-}
-
-#[derive(Debug)]
-enum Ask {
-    Start(String),
-    Stop(String),
-    Restart(String),
-    Power(Power),
-}
-
 #[derive(Debug)]
 struct ProbeResult {
     service: usize,
     generation: u64,
     what: ProbeFor,
     result: Result<(), String>,
-}
-
-/// What the API thread reads without asking the supervisor.
-#[derive(Debug, Default)]
-struct Snapshot {
-    services: Vec<ServiceInfo>,
-    status: SystemStatus,
-}
-
-/// Wakes the stage 2 loop from another thread.
-#[derive(Debug, Clone)]
-pub struct Waker(Arc<OwnedFd>);
-
-impl Waker {
-    pub fn new() -> std::io::Result<Waker> {
-        use nix::sys::eventfd::{EfdFlags, EventFd};
-        let fd = EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK).map_err(std::io::Error::from)?;
-        Ok(Waker(Arc::new(fd.into())))
-    }
-    pub fn wake(&self) {
-        let _ = rustix::io::write(self.0.as_fd(), &1u64.to_ne_bytes());
-    }
-    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        self.0.as_fd()
-    }
-    pub fn drain(&self) {
-        let mut b = [0u8; 8];
-        let _ = rustix::io::read(self.0.as_fd(), &mut b);
-    }
 }
 
 #[derive(Debug)]
@@ -891,60 +851,6 @@ pub fn describe(st: &WaitStatus) -> (String, bool) {
         WaitStatus::Exited(_, code) => (format!("exited with status {code}"), *code == 0),
         WaitStatus::Signaled(_, sig, core) => (format!("killed by {sig}{}", if *core { " (core dumped)" } else { "" }), false),
         other => (format!("{other:?}"), false),
-    }
-}
-
-/// The control API's view of the supervisor: reads come from the snapshot, changes go to
-/// the supervisor's loop and wait for its answer.
-#[derive(Debug)]
-struct Handle {
-    tx: Mutex<mpsc::Sender<Request>>,
-    waker: Waker,
-    snapshot: Arc<Mutex<Snapshot>>,
-    hub: Arc<LogHub>,
-}
-
-impl Handle {
-    fn ask(&self, what: Ask) -> Result<(), ControlError> {
-        let (reply, answer) = mpsc::sync_channel(1);
-        let sent = self.tx.lock().map(|tx| tx.send(Request { what, reply }).is_ok()).unwrap_or(false);
-        if !sent {
-            return Err(ControlError::ShuttingDown);
-        }
-        self.waker.wake();
-        answer.recv_timeout(Duration::from_secs(30)).unwrap_or(Err(ControlError::ShuttingDown))
-    }
-}
-
-impl Control for Handle {
-    fn status(&self) -> SystemStatus {
-        let mut s = self.snapshot.lock().map(|s| s.status.clone()).unwrap_or_default();
-        s.uptime_s = crate::log::uptime_ms() / 1000;
-        s
-    }
-    fn services(&self) -> Vec<ServiceInfo> {
-        self.snapshot.lock().map(|s| s.services.clone()).unwrap_or_default()
-    }
-    fn logs(&self, name: &str, lines: u32) -> Result<Vec<String>, ControlError> {
-        if !self.services().iter().any(|s| s.name == name) {
-            return Err(ControlError::NoSuchService(name.to_owned()));
-        }
-        Ok(self.hub.recent(name, lines as usize))
-    }
-    fn start(&self, name: &str) -> Result<(), ControlError> {
-        self.ask(Ask::Start(name.to_owned()))
-    }
-    fn stop(&self, name: &str) -> Result<(), ControlError> {
-        self.ask(Ask::Stop(name.to_owned()))
-    }
-    fn restart(&self, name: &str) -> Result<(), ControlError> {
-        self.ask(Ask::Restart(name.to_owned()))
-    }
-    fn reboot(&self) -> Result<(), ControlError> {
-        self.ask(Ask::Power(Power::Reboot))
-    }
-    fn poweroff(&self) -> Result<(), ControlError> {
-        self.ask(Ask::Power(Power::PowerOff))
     }
 }
 
