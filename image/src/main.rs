@@ -34,6 +34,9 @@ struct Common {
     /// Static test agent (test profiles only) [default: built from this workspace].
     #[arg(long)]
     agent_bin: Option<PathBuf>,
+    /// Static Flux daemon test double (test profiles only) [default: built from this workspace].
+    #[arg(long)]
+    flux_double_bin: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -64,7 +67,7 @@ fn workspace() -> PathBuf {
 
 /// Builds the static binaries that go into the image, unless given on the command line.
 fn binaries(c: &Common, test_agent: bool) -> Result<CairnBinaries> {
-    let need_build = c.init_bin.is_none() || c.cairnctl_bin.is_none() || (test_agent && c.agent_bin.is_none());
+    let need_build = c.init_bin.is_none() || c.cairnctl_bin.is_none() || (test_agent && (c.agent_bin.is_none() || c.flux_double_bin.is_none()));
     let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace().join("target"));
     let built = |name: &str| target.join(MUSL).join("release").join(name);
     if need_build {
@@ -84,7 +87,7 @@ fn binaries(c: &Common, test_agent: bool) -> Result<CairnBinaries> {
         cairnctl: c.cairnctl_bin.clone().unwrap_or_else(|| built("cairnctl")),
         test_agent: test_agent.then(|| c.agent_bin.clone().unwrap_or_else(|| built("cairn-test-agent"))),
         // The Flux daemon test double goes wherever the test agent goes: test images only.
-        flux_double: (test_agent && c.agent_bin.is_none()).then(|| built("cairn-flux-double")),
+        flux_double: test_agent.then(|| c.flux_double_bin.clone().unwrap_or_else(|| built("cairn-flux-double"))),
     })
 }
 

@@ -26,7 +26,7 @@ fn build(dir: &Path, profile: &str) -> (bool, String) {
         .arg(&p)
         .arg("--out")
         .arg(dir.join("out"))
-        .args(["--init-bin", "/bin/true", "--cairnctl-bin", "/bin/true", "--agent-bin", "/bin/true"])
+        .args(["--init-bin", "/bin/true", "--cairnctl-bin", "/bin/true", "--agent-bin", "/bin/true", "--flux-double-bin", "/bin/true"])
         .env("SOURCE_DATE_EPOCH", "1700000000")
         .output()
         .expect("run cairn-image");

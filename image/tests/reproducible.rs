@@ -16,7 +16,7 @@ fn manifest_sha(dir: &Path) -> String {
 
 fn build(out: &Path, epoch: &str) {
     let bins = workspace().join("target/x86_64-unknown-linux-musl/release");
-    for b in ["cairn-init", "cairnctl", "cairn-test-agent"] {
+    for b in ["cairn-init", "cairnctl", "cairn-test-agent", "cairn-flux-double"] {
         assert!(
             bins.join(b).is_file(),
             "{} is missing: build the image binaries first with `./dev test` (or `cargo build --release --target x86_64-unknown-linux-musl -p cairn-init -p cairn-qemu-tests`)",
@@ -33,6 +33,8 @@ fn build(out: &Path, epoch: &str) {
         .arg(bins.join("cairnctl"))
         .arg("--agent-bin")
         .arg(bins.join("cairn-test-agent"))
+        .arg("--flux-double-bin")
+        .arg(bins.join("cairn-flux-double"))
         .env("SOURCE_DATE_EPOCH", epoch)
         .status()
         .expect("run cairn-image");

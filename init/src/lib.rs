@@ -10,6 +10,7 @@ pub mod kmod;
 pub mod log;
 pub mod logs;
 pub mod net;
+pub mod netconfig;
 pub mod service;
 pub mod shutdown;
 pub mod stage1;

@@ -332,3 +332,34 @@ fn the_flux_daemon_doubles_answer_on_their_ports() -> R {
     }
     Ok(())
 }
+
+#[test]
+fn static_addresses_come_from_network_toml_and_a_broken_file_keeps_the_last_good_one() -> R {
+    // With a NIC (QEMU's user network); a short name keeps the QMP socket path under SUN_LEN.
+    let m = boot_with("static-addresses", |c| c.host_port_forwards.push((free_port(), 22)))?;
+    let wait = Duration::from_secs(90);
+    // QEMU's user network: DHCP gives 10.0.2.15; 10.0.2.77 is free in the same /24.
+    m.wait_until_succeeds("ip -4 -o addr show dev eth0 | grep -q 'inet 10.0.2.15/'", wait)?;
+    m.succeed(
+        "printf '[[interface]]\\nname = \"eth0\"\\naddresses = [\"10.0.2.77/24\"]\\ngateway = \"10.0.2.2\"\\ndns = [\"10.0.2.3\"]\\n' > /data/cairn/network.toml",
+    )?;
+    let rendered = m.succeed("cairnctl network check")?;
+    assert!(rendered.contains("interface eth0\nstatic ip_address=10.0.2.77/24\nstatic routers=10.0.2.2\n"), "{rendered}");
+    m.succeed("cairnctl restart network")?;
+    m.wait_until_succeeds("ip -4 -o addr show dev eth0 | grep -q 'inet 10.0.2.77/24'", wait)?;
+
+    // A broken file: `check` refuses it; the service starts with the last good file. (Stopped
+    // first: a running dhcpcd would put back an address deleted under it by itself.)
+    m.succeed("cairnctl stop network")?;
+    wait_service(&m, "network", wait, |s| u64_of(s, "pid") == 0)?;
+    m.succeed("ip addr del 10.0.2.77/24 dev eth0; printf '[[interface]]\\nname = \"eth0\"\\naddresses = [\"10.0.2.78\"]\\n' > /data/cairn/network.toml")?;
+    let (code, out) = m.execute("cairnctl network check 2>&1", Duration::from_secs(30))?;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("needs a prefix length") && out.contains("keeps its last good"), "{out}");
+    m.succeed("cairnctl start network")?;
+    m.wait_until_succeeds("ip -4 -o addr show dev eth0 | grep -q 'inet 10.0.2.77/24'", wait)?;
+    let text = logs(&m, "network", 100)?.join("\n");
+    assert!(text.contains("needs a prefix length") && text.contains("using the last good one"), "{text}");
+    assert_eq!(service(&m, "network")?["state"], "running");
+    Ok(())
+}

@@ -19,6 +19,9 @@ commands:
   start NAME | stop NAME | restart NAME
   reboot | poweroff
   hardening              the security baseline audit (JSON)
+  network check [FILE]   check /data/cairn/network.toml (static addresses) and show the
+                         dhcpcd configuration it gives; `cairnctl restart network` applies it
+  network run -- CMD...  (the network service) write that configuration, then exec CMD
 options:
   --json                 machine-readable output
   --address BUS          D-Bus address (default: the system bus; env CAIRNCTL_BUS_ADDRESS)
@@ -79,7 +82,42 @@ fn human_duration(s: u64) -> String {
     }
 }
 
+/// `cairnctl network ...`: local, no D-Bus (the network service runs it before the bus
+/// may be up).
+fn network(args: &[String]) -> Result<(), Failure> {
+    use cairn_init::netconfig::{parse, prepare, render, Paths, Source};
+    let paths = Paths::node();
+    match args.first().map(String::as_str) {
+        Some("check") => {
+            let path = args.get(1).map(std::path::PathBuf::from).unwrap_or(paths.config.clone());
+            let text = std::fs::read_to_string(&path).map_err(|e| Failure(1, format!("cannot read {}: {e}", path.display())))?;
+            let cfg = parse(&text).map_err(|m| Failure(1, format!("{} is not valid: {m}; the node keeps its last good network configuration", path.display())))?;
+            let base = std::fs::read_to_string(&paths.base).unwrap_or_default();
+            print!("{}", render(&base, &cfg));
+            eprintln!("{} is valid; `cairnctl restart network` applies it", path.display());
+            Ok(())
+        }
+        Some("run") if args.get(1).map(String::as_str) == Some("--") && args.len() > 2 => {
+            let prepared = prepare(&paths).map_err(|e| Failure(1, e.to_string()))?;
+            if let Some(e) = &prepared.rejected {
+                let fallback = if prepared.source == Source::LastGood { "using the last good one" } else { "using DHCP on every interface" };
+                eprintln!("network: ERROR: {e}; {fallback} ({})", paths.last_good.display());
+            } else if prepared.source == Source::Config {
+                eprintln!("network: static addresses from {}", paths.config.display());
+            }
+            use std::os::unix::process::CommandExt;
+            // execve(2): become the network client, so the supervisor's pid is dhcpcd's.
+            let e = std::process::Command::new(&args[2]).args(&args[3..]).exec();
+            Err(Failure(1, format!("cannot run {}: {e}", args[2])))
+        }
+        _ => Err(Failure(2, USAGE.into())),
+    }
+}
+
 fn run(args: &[String]) -> Result<(), Failure> {
+    if args.first().map(String::as_str) == Some("network") {
+        return network(&args[1..]);
+    }
     let json = args.iter().any(|a| a == "--json");
     let mut address = std::env::var("CAIRNCTL_BUS_ADDRESS").ok();
     let mut words: Vec<&str> = Vec::new();

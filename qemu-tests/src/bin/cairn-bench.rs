@@ -8,7 +8,10 @@
 //! being ready again as its supervisor sees it (Cairn: the test image, whose agent runs the
 //! commands; baseline: the same Debian root with systemd starting Debian's own units).
 //!
-//!   cairn-bench [--rounds N]     (default 3; builds the images if missing)
+//!   cairn-bench [--rounds N] [--reuse-images]
+//!
+//! Builds the three images first (default, baseline-debian, test), so the figures are for
+//! this checkout; `--reuse-images` keeps images already under target/cairn.
 
 use cairn_qemu_tests::image::load;
 use cairn_qemu_tests::machine::BOOT_TIMEOUT;
@@ -131,13 +134,13 @@ fn median(mut v: Vec<u64>) -> u64 {
     v.get(v.len() / 2).copied().unwrap_or(0)
 }
 
-fn ensure_image(profile: &str) -> PathBuf {
+fn ensure_image(profile: &str, reuse: bool) -> PathBuf {
     let dir = cairn_qemu_tests::workspace().join("target/cairn").join(profile);
-    if !dir.join("manifest.json").is_file() {
-        eprintln!("building image {profile} ...");
+    if !reuse || !dir.join("manifest.json").is_file() {
+        eprintln!("cairn-bench: building image {profile} (about 90 s) ...");
         let st = std::process::Command::new("cargo")
             .current_dir(cairn_qemu_tests::workspace())
-            .args(["run", "--release", "-q", "-p", "cairn-image", "--", "build", "--profile", &format!("image/profiles/{profile}.toml"), "--out"])
+            .args(["run", "--release", "--locked", "-q", "-p", "cairn-image", "--", "build", "--profile", &format!("image/profiles/{profile}.toml"), "--out"])
             .arg(&dir)
             .status();
         if !st.map(|s| s.success()).unwrap_or(false) {
@@ -151,8 +154,10 @@ fn ensure_image(profile: &str) -> PathBuf {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let rounds: usize = args.iter().position(|a| a == "--rounds").and_then(|i| args.get(i + 1)?.parse().ok()).unwrap_or(3);
-    let cairn_dir = ensure_image("default");
-    let base_dir = ensure_image("baseline-debian");
+    let reuse = args.iter().any(|a| a == "--reuse-images");
+    let cairn_dir = ensure_image("default", reuse);
+    let base_dir = ensure_image("baseline-debian", reuse);
+    let test_dir = ensure_image("test", reuse);
     let (cairn, base) = match (load(&cairn_dir), load(&base_dir)) {
         (Ok(a), Ok(b)) => (a, b),
         (Err(e), _) | (_, Err(e)) => {
@@ -182,7 +187,6 @@ fn main() {
             }
         }
     }
-    let test_dir = ensure_image("test");
     let test = load(&test_dir).unwrap_or_else(|e| {
         eprintln!("cairn-bench: {e}");
         std::process::exit(1);
