@@ -137,6 +137,11 @@ pub fn customise(root: &Rootfs, profile: &Profile, bins: &CairnBinaries, src: &S
             let link = wants.join("cairn-test-agent.service");
             remove(&link)?;
             std::os::unix::fs::symlink("../cairn-test-agent.service", &link).map_err(io("cannot link", &link))?;
+            // systemd's getty generator puts a login prompt on every virtualizer console,
+            // hvc0 included: that is the agent's channel, so the getty is masked.
+            let getty = d.join("etc/systemd/system/serial-getty@hvc0.service");
+            remove(&getty)?;
+            std::os::unix::fs::symlink("/dev/null", &getty).map_err(io("cannot link", &getty))?;
         } else {
             write(
                 &d.join("etc/cairn/services/test-agent.toml"),
@@ -160,13 +165,6 @@ pub fn customise(root: &Rootfs, profile: &Profile, bins: &CairnBinaries, src: &S
         if let Some(double) = &bins.flux_double {
             install(double, &d.join("usr/libexec/cairn-flux-double"))?;
         }
-        // dockerd writes /etc/docker/key.json at start: on a read-only root that lives on
-        // /data (the docker service makes the directory).
-        let etc_docker = d.join("etc/docker");
-        if etc_docker.is_dir() {
-            remove(&etc_docker)?;
-            std::os::unix::fs::symlink("../var/lib/docker-etc", &etc_docker).map_err(io("cannot link", &etc_docker))?;
-        }
         // The build host's resolv.conf must not leak into the image; the DHCP client writes
         // the node's own into /run.
         let resolv = d.join("etc/resolv.conf");
@@ -179,8 +177,16 @@ pub fn customise(root: &Rootfs, profile: &Profile, bins: &CairnBinaries, src: &S
     )?;
     write(&d.join("etc/hostname"), "cairn\n")?;
     write(&d.join("etc/fstab"), "# Cairn mounts everything itself (cairn-init); see README.md.\n")?;
+    // dockerd writes /etc/docker/key.json at start: on a read-only root that lives on /data
+    // (Cairn's docker service makes the directory; the baseline's /var unit does).
+    let etc_docker = d.join("etc/docker");
+    if etc_docker.is_dir() {
+        remove(&etc_docker)?;
+        std::os::unix::fs::symlink("../var/lib/docker-etc", &etc_docker).map_err(io("cannot link", &etc_docker))?;
+    }
     if profile.init == crate::profile::Init::Systemd {
         baseline_report(d)?;
+        baseline_var(d)?;
     }
     // The root is read-only: machine-id lives on /data, created by stage 2 on first boot.
     // (systemd, in the baseline image, handles a read-only root's machine-id itself.)
@@ -216,6 +222,26 @@ fn baseline_report(d: &Path) -> Result<(), RootfsError> {
     let link = wants.join("cairn-bench-report.service");
     remove(&link)?;
     std::os::unix::fs::symlink("../cairn-bench-report.service", &link).map_err(io("cannot link", &link))
+}
+
+/// The benchmark baseline keeps /var on /data as Cairn does (stage 2's bind of /data/var):
+/// without it containerd and dockerd fail on the read-only root. First boot copies Debian's
+/// /var there. A oneshot unit before local-fs.target, so everything after sees it.
+fn baseline_var(d: &Path) -> Result<(), RootfsError> {
+    write(
+        &d.join("etc/systemd/system/cairn-baseline-var.service"),
+        "[Unit]\nDescription=/var on /data, as on Cairn (benchmark baseline only)\nDefaultDependencies=no\n\
+         After=systemd-remount-fs.service\n\
+         Before=local-fs.target systemd-journal-flush.service systemd-tmpfiles-setup.service systemd-random-seed.service\n\n\
+         [Service]\nType=oneshot\nRemainAfterExit=yes\n\
+         ExecStart=/bin/sh -c 'if [ ! -d /data/var ]; then rm -rf /data/var.new && mkdir /data/var.new && cp -a /var/. /data/var.new/ && mv /data/var.new /data/var; fi; mkdir -p /data/var/lib/docker-etc && mount --bind /data/var /var'\n\n\
+         [Install]\nWantedBy=local-fs.target\n",
+    )?;
+    let wants = d.join("etc/systemd/system/local-fs.target.wants");
+    std::fs::create_dir_all(&wants).map_err(io("cannot create", &wants))?;
+    let link = wants.join("cairn-baseline-var.service");
+    remove(&link)?;
+    std::os::unix::fs::symlink("../cairn-baseline-var.service", &link).map_err(io("cannot link", &link))
 }
 
 fn remove(p: &Path) -> Result<(), RootfsError> {
