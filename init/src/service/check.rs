@@ -30,9 +30,26 @@ pub fn http(url: &str, timeout: Duration) -> Result<(), String> {
     let _ = s.set_read_timeout(Some(timeout));
     let _ = s.set_write_timeout(Some(timeout));
     let host = hostport.rsplit_once(':').map_or(hostport.as_str(), |(h, _)| h);
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: cairn-init\r\nConnection: close\r\n\r\n").map_err(|e| e.to_string())?;
+    // One write: `write!` on a bare socket sends each piece separately, and a server that
+    // answers after the first segment and closes would make the rest fail with EPIPE.
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: cairn-init\r\nConnection: close\r\n\r\n");
+    let sent = s.write_all(request.as_bytes());
+    // A server may answer (and close) before reading all of the request: its status line
+    // is what counts, so read it even when the write failed.
+    // The status line may arrive in pieces: read until its end (or 64 bytes, or EOF).
     let mut head = [0u8; 64];
-    let n = s.read(&mut head).map_err(|e| e.to_string())?;
+    let mut n = 0;
+    while n < head.len() && !head[..n].contains(&b'\n') {
+        match s.read(&mut head[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if n == 0 => return Err(sent.err().unwrap_or(e).to_string()),
+            Err(_) => break,
+        }
+    }
+    if n == 0 {
+        return Err(sent.err().map_or_else(|| "closed without an answer".to_owned(), |e| e.to_string()));
+    }
     status_is_200(&head[..n])
 }
 
@@ -65,8 +82,15 @@ mod tests {
         let server = std::thread::spawn(move || {
             for (i, conn) in listener.incoming().take(3).enumerate() {
                 let Ok(mut c) = conn else { continue };
+                // Reads the whole request, as a server does.
+                let mut req = Vec::new();
                 let mut buf = [0u8; 512];
-                let _ = c.read(&mut buf);
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match c.read(&mut buf) {
+                        Ok(n) if n > 0 => req.extend_from_slice(&buf[..n]),
+                        _ => break,
+                    }
+                }
                 let status = if i == 1 { "200 OK" } else { "503 Service Unavailable" };
                 let _ = write!(c, "HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n");
             }
