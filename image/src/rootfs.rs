@@ -127,16 +127,13 @@ pub fn customise(root: &Rootfs, profile: &Profile, bins: &CairnBinaries, src: &S
         install(agent, &d.join("usr/libexec/cairn-test-agent"))?;
         if profile.init == crate::profile::Init::Systemd {
             // The benchmark baseline runs the same agent, as a systemd unit.
-            write(
-                &d.join("etc/systemd/system/cairn-test-agent.service"),
+            enable_unit(
+                d,
+                "cairn-test-agent.service",
+                "multi-user.target",
                 "[Unit]\nDescription=Cairn test agent (benchmark and test images only)\n\n\
                  [Service]\nExecStart=/usr/libexec/cairn-test-agent\nRestart=always\n\n[Install]\nWantedBy=multi-user.target\n",
             )?;
-            let wants = d.join("etc/systemd/system/multi-user.target.wants");
-            std::fs::create_dir_all(&wants).map_err(io("cannot create", &wants))?;
-            let link = wants.join("cairn-test-agent.service");
-            remove(&link)?;
-            std::os::unix::fs::symlink("../cairn-test-agent.service", &link).map_err(io("cannot link", &link))?;
             // systemd's getty generator puts a login prompt on every virtualizer console,
             // hvc0 included: that is the agent's channel, so the getty is masked.
             let getty = d.join("etc/systemd/system/serial-getty@hvc0.service");
@@ -212,36 +209,41 @@ fn baseline_report(d: &Path) -> Result<(), RootfsError> {
          echo \"BASELINE READY uptime_ms=$up pid1_rss_kib=$rss\" > /dev/ttyS0\n",
     )?;
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).map_err(io("cannot chmod", &script))?;
-    write(
-        &d.join("etc/systemd/system/cairn-bench-report.service"),
+    enable_unit(
+        d,
+        "cairn-bench-report.service",
+        "multi-user.target",
         "[Unit]\nDescription=Report boot completion (benchmark baseline only)\nAfter=multi-user.target\n\n\
          [Service]\nType=oneshot\nExecStart=/usr/local/sbin/cairn-bench-report\n\n[Install]\nWantedBy=multi-user.target\n",
-    )?;
-    let wants = d.join("etc/systemd/system/multi-user.target.wants");
-    std::fs::create_dir_all(&wants).map_err(io("cannot create", &wants))?;
-    let link = wants.join("cairn-bench-report.service");
-    remove(&link)?;
-    std::os::unix::fs::symlink("../cairn-bench-report.service", &link).map_err(io("cannot link", &link))
+    )
 }
 
 /// The benchmark baseline keeps /var on /data as Cairn does (stage 2's bind of /data/var):
 /// without it containerd and dockerd fail on the read-only root. First boot copies Debian's
 /// /var there. A oneshot unit before local-fs.target, so everything after sees it.
 fn baseline_var(d: &Path) -> Result<(), RootfsError> {
-    write(
-        &d.join("etc/systemd/system/cairn-baseline-var.service"),
+    enable_unit(
+        d,
+        "cairn-baseline-var.service",
+        "local-fs.target",
         "[Unit]\nDescription=/var on /data, as on Cairn (benchmark baseline only)\nDefaultDependencies=no\n\
          After=systemd-remount-fs.service\n\
          Before=local-fs.target systemd-journal-flush.service systemd-tmpfiles-setup.service systemd-random-seed.service\n\n\
          [Service]\nType=oneshot\nRemainAfterExit=yes\n\
          ExecStart=/bin/sh -c 'if [ ! -d /data/var ]; then rm -rf /data/var.new && mkdir /data/var.new && cp -a /var/. /data/var.new/ && mv /data/var.new /data/var; fi; mkdir -p /data/var/lib/docker-etc && mount --bind /data/var /var'\n\n\
          [Install]\nWantedBy=local-fs.target\n",
-    )?;
-    let wants = d.join("etc/systemd/system/local-fs.target.wants");
+    )
+}
+
+/// Writes a systemd unit into /etc/systemd/system and enables it as `systemctl enable`
+/// would: a link in `<target>.wants/` (the baseline image only; no systemctl at build time).
+fn enable_unit(d: &Path, name: &str, target: &str, text: &str) -> Result<(), RootfsError> {
+    write(&d.join("etc/systemd/system").join(name), text)?;
+    let wants = d.join("etc/systemd/system").join(format!("{target}.wants"));
     std::fs::create_dir_all(&wants).map_err(io("cannot create", &wants))?;
-    let link = wants.join("cairn-baseline-var.service");
+    let link = wants.join(name);
     remove(&link)?;
-    std::os::unix::fs::symlink("../cairn-baseline-var.service", &link).map_err(io("cannot link", &link))
+    std::os::unix::fs::symlink(format!("../{name}"), &link).map_err(io("cannot link", &link))
 }
 
 fn remove(p: &Path) -> Result<(), RootfsError> {

@@ -173,7 +173,8 @@ pub struct Prepared {
     pub rejected: Option<NetConfigError>,
 }
 
-fn read_config(path: &Path) -> Result<Option<NetworkConfig>, NetConfigError> {
+/// Reads and checks a network.toml; `None` when there is none.
+pub fn read_config(path: &Path) -> Result<Option<NetworkConfig>, NetConfigError> {
     match std::fs::read_to_string(path) {
         Ok(t) => parse(&t).map(Some).map_err(|message| NetConfigError::Invalid { path: path.to_owned(), message }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),

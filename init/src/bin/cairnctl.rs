@@ -85,13 +85,14 @@ fn human_duration(s: u64) -> String {
 /// `cairnctl network ...`: local, no D-Bus (the network service runs it before the bus
 /// may be up).
 fn network(args: &[String]) -> Result<(), Failure> {
-    use cairn_init::netconfig::{parse, prepare, render, Paths, Source};
+    use cairn_init::netconfig::{prepare, read_config, render, Paths, Source};
     let paths = Paths::node();
     match args.first().map(String::as_str) {
         Some("check") => {
             let path = args.get(1).map(std::path::PathBuf::from).unwrap_or(paths.config.clone());
-            let text = std::fs::read_to_string(&path).map_err(|e| Failure(1, format!("cannot read {}: {e}", path.display())))?;
-            let cfg = parse(&text).map_err(|m| Failure(1, format!("{} is not valid: {m}; the node keeps its last good network configuration", path.display())))?;
+            let cfg = read_config(&path)
+                .map_err(|e| Failure(1, format!("{e}; the node keeps its last good network configuration")))?
+                .ok_or_else(|| Failure(1, format!("there is no {}: every interface uses DHCP", path.display())))?;
             let base = std::fs::read_to_string(&paths.base).unwrap_or_default();
             print!("{}", render(&base, &cfg));
             eprintln!("{} is valid; `cairnctl restart network` applies it", path.display());
