@@ -81,6 +81,19 @@ pub struct Machine {
     agent: Option<Agent>,
     console: Console,
     started: Instant,
+    /// QMP and agent sockets live here, not in `dir`: a socket path must fit in sun_path
+    /// (108 bytes), and `dir` grows with the checkout path and the test's name (CI checks out
+    /// under /check/work/main, which pushed two tests over the limit).
+    sockets: PathBuf,
+}
+
+/// A short directory for one machine's sockets: /tmp/cairn-vm-<hash of its log dir>.
+/// The hash keeps two checkouts or two tests with the same name apart.
+fn socket_dir(dir: &Path) -> PathBuf {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    dir.hash(&mut h);
+    std::env::temp_dir().join(format!("cairn-vm-{:016x}", h.finish()))
 }
 
 fn need(tool: &str, package: &str) -> Result<(), HarnessError> {
@@ -116,7 +129,10 @@ impl Machine {
             }
             std::fs::copy(OVMF_VARS, dir.join("vars.fd")).map_err(HarnessError::io("copy OVMF vars"))?;
         }
-        let mut m = Machine { cfg, dir, child: None, qmp: None, agent: None, console: Console::default(), started: Instant::now() };
+        let sockets = socket_dir(&dir);
+        let _ = std::fs::remove_dir_all(&sockets);
+        std::fs::create_dir_all(&sockets).map_err(HarnessError::io(format!("create {}", sockets.display())))?;
+        let mut m = Machine { cfg, dir, child: None, qmp: None, agent: None, console: Console::default(), started: Instant::now(), sockets };
         m.launch()?;
         Ok(m)
     }
@@ -124,18 +140,19 @@ impl Machine {
     /// Starts QEMU on the existing overlay (first start, after a power cut, after poweroff).
     fn launch(&mut self) -> Result<(), HarnessError> {
         let d = &self.dir;
-        for s in ["qmp.sock", "agent.sock"] {
-            let _ = std::fs::remove_file(d.join(s));
+        let (qmp_sock, agent_sock) = (self.sockets.join("qmp.sock"), self.sockets.join("agent.sock"));
+        for s in [&qmp_sock, &agent_sock] {
+            let _ = std::fs::remove_file(s);
         }
         let mut cmd = Command::new("qemu-system-x86_64");
         cmd.args(["-machine", &format!("q35,accel={}", crate::kvm::accel())])
             .args(["-m", &self.cfg.memory_mb.to_string(), "-smp", &self.cfg.cpus.to_string()])
             .args(["-nodefaults", "-display", "none", "-serial", "stdio"])
             .arg("-qmp")
-            .arg(format!("unix:{},server=on,wait=off", d.join("qmp.sock").display()))
+            .arg(format!("unix:{},server=on,wait=off", qmp_sock.display()))
             .args(["-device", "virtio-serial-pci"])
             .arg("-chardev")
-            .arg(format!("socket,id=agent,path={},server=on,wait=off", d.join("agent.sock").display()))
+            .arg(format!("socket,id=agent,path={},server=on,wait=off", agent_sock.display()))
             .args(["-device", "virtconsole,chardev=agent"])
             .arg("-drive")
             .arg(format!("file={},format=qcow2,if=virtio,cache=unsafe", d.join("overlay.qcow2").display()))
@@ -161,9 +178,23 @@ impl Machine {
         }
         self.started = Instant::now();
         self.child = Some(child);
-        self.qmp = Some(Qmp::open(&d.join("qmp.sock"))?);
-        self.agent = Some(Agent::new(qmp::connect(&d.join("agent.sock"), Duration::from_secs(20))?)?);
+        self.qmp = Some(Qmp::open(&qmp_sock).map_err(|e| self.qemu_exited_or(e))?);
+        self.agent = Some(Agent::new(qmp::connect(&agent_sock, Duration::from_secs(20)).map_err(|e| self.qemu_exited_or(e))?)?);
         Ok(())
+    }
+
+    /// If QEMU has already exited, that (with its own words from the console log) is the
+    /// real error, not the socket that never appeared.
+    fn qemu_exited_or(&mut self, e: HarnessError) -> HarnessError {
+        match self.child.as_mut().map(|c| c.try_wait()) {
+            Some(Ok(Some(status))) => {
+                let log = std::fs::read_to_string(self.dir.join("console.log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(5).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                HarnessError::Qmp(format!("qemu-system-x86_64 exited ({status}) before its sockets answered: {}", tail.join(" | ")))
+            }
+            _ => e,
+        }
     }
 
     fn log_path(&self) -> String {
@@ -328,6 +359,7 @@ impl Drop for Machine {
         }
         let _ = std::fs::remove_file(self.dir.join("overlay.qcow2"));
         let _ = std::fs::remove_file(self.dir.join("vars.fd"));
+        let _ = std::fs::remove_dir_all(&self.sockets);
         if std::thread::panicking() {
             eprintln!("console log kept: {}", self.log_path());
         }
@@ -337,6 +369,14 @@ impl Drop for Machine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn socket_paths_fit_in_sun_path_however_deep_the_checkout() {
+        let deep = PathBuf::from("/check/work/main").join("x".repeat(200)).join("target/qemu-tests/a_test_with_a_very_long_name_indeed");
+        let s = socket_dir(&deep).join("agent.sock");
+        assert!(s.as_os_str().len() < 108, "{} is too long for sun_path", s.display());
+        assert_ne!(socket_dir(&deep), socket_dir(Path::new("/work/main/target/qemu-tests/a_test_with_a_very_long_name_indeed")));
+    }
 
     #[test]
     fn ready_line_parses() {
