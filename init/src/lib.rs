@@ -17,3 +17,4 @@ pub mod stage1;
 pub mod stage2;
 pub mod supervisor;
 pub mod sys;
+pub mod watchdog;

@@ -3,6 +3,9 @@
 //! holds, prints the ready line, serves the control API, and turns signals into reboot or
 //! poweroff.
 //!
+//! The watchdog (`watchdog.rs`) is armed before the first service starts and petted from the
+//! main loop, so a PID 1 that stops turning reboots the node.
+//!
 //! Signals: SIGINT (Ctrl-Alt-Del, once the kernel's own handling is off) reboots; SIGPWR,
 //! SIGTERM and the ACPI power button power off. Once a shutdown runs, further signals are
 //! ignored.
@@ -94,8 +97,22 @@ pub fn run(sys: &dyn Sys, start_ms: u64) -> Result<(), Stage2Error> {
     let gate_start = Instant::now();
     let mut ready = false;
     let mut power_buttons = open_power_buttons();
+    // The loop below wakes at least once a second, so petting from it needs no timer of its own.
+    let mut watchdog = match crate::watchdog::Watchdog::arm(crate::watchdog::TIMEOUT) {
+        Ok(w) => {
+            say!("watchdog armed: {} reboots the node if PID 1 stalls for {} s", crate::watchdog::DEVICE, w.timeout().as_secs());
+            Some(w)
+        }
+        Err(e) => {
+            say!("WARNING: {e}");
+            None
+        }
+    };
 
     loop {
+        if let Some(w) = watchdog.as_mut() {
+            w.pet_if_due();
+        }
         let mut request = sup.tick();
         if !ready {
             let (holds, waiting) = sup.gate();

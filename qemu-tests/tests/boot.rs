@@ -184,3 +184,27 @@ fn boots_again_after_power_cut() -> R {
     m.succeed("touch /data/writable-after-power-cut")?;
     Ok(())
 }
+
+#[test]
+fn a_stalled_pid1_is_rebooted_by_the_watchdog() -> R {
+    let m = boot("stalled-pid1-watchdog", Firmware::Bios)?;
+    let first = m.wait_for_ready(BOOT_TIMEOUT)?;
+    m.wait_for_agent(Duration::from_secs(60))?;
+    assert!(m.console_log().contains("watchdog armed"), "PID 1 did not say it armed the watchdog");
+    // Armed by PID 1 (the device is open), with PID 1's timeout.
+    let state = m.succeed("cat /sys/class/watchdog/watchdog0/state /sys/class/watchdog/watchdog0/timeout /sys/class/watchdog/watchdog0/identity")?;
+    let lines: Vec<&str> = state.lines().map(str::trim).collect();
+    assert_eq!(lines, ["active", "60", "Software Watchdog"], "watchdog state, timeout, identity");
+    // Petted: it has stayed armed well past a third of its timeout without a reboot.
+    std::thread::sleep(Duration::from_secs(25));
+    assert_eq!(m.wait_for_agent(Duration::from_secs(30))?, first.boot_id, "the node rebooted while PID 1 was running normally");
+    // Stop PID 1's main loop: nothing pets the watchdog any more, so the kernel reboots.
+    m.mark_console();
+    let out = m.succeed("setsid /usr/libexec/cairn-test-agent freeze-pid1 </dev/null >/run/freeze.log 2>&1 & sleep 2; cat /run/freeze.log")?;
+    assert!(out.contains("PID 1 stopped"), "could not stop PID 1: {out}");
+    m.wait_for_console_text("softdog: Initiating system reboot", Duration::from_secs(180))?;
+    let second = m.wait_for_ready(BOOT_TIMEOUT)?;
+    assert_ne!(first.boot_id, second.boot_id, "the watchdog did not reboot the node");
+    assert_eq!(second.slot, "a", "a watchdog reboot of a good slot stays on it");
+    Ok(())
+}

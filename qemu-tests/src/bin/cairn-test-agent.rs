@@ -5,6 +5,10 @@
 //! "boot_id":"..."}` when it starts; the host sends `{"id":N,"cmd":"...","timeout_s":T}`;
 //! the agent answers `{"id":N,"status":S,"output":"..."}` (stdout and stderr together;
 //! status 124 on timeout, 128+signal when killed).
+//!
+//! `cairn-test-agent freeze-pid1` instead stops PID 1's main thread with ptrace and holds it
+//! stopped until the machine goes down: a stand-in for a PID 1 that hangs, which the
+//! watchdog test needs (init cannot be sent SIGSTOP).
 
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -78,7 +82,24 @@ fn serve() -> std::io::Result<()> {
     Ok(())
 }
 
+/// PTRACE_SEIZE + PTRACE_INTERRUPT on PID 1 (root may trace anything under Cairn's
+/// ptrace_scope=1), then wait: the tracee stays stopped for as long as this process lives.
+fn freeze_pid1() -> ! {
+    let pid1 = nix::unistd::Pid::from_raw(1);
+    if let Err(e) = nix::sys::ptrace::seize(pid1, nix::sys::ptrace::Options::empty()).and_then(|()| nix::sys::ptrace::interrupt(pid1)) {
+        eprintln!("cairn-test-agent: cannot stop PID 1 with ptrace: {e}");
+        std::process::exit(1);
+    }
+    println!("PID 1 stopped");
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("freeze-pid1") {
+        freeze_pid1();
+    }
     loop {
         if let Err(e) = serve() {
             eprintln!("cairn-test-agent: {PORT}: {e}; retrying");
