@@ -185,6 +185,27 @@ fn boots_again_after_power_cut() -> R {
     Ok(())
 }
 
+/// Stops PID 1's main thread (the test agent's `freeze-pid1`, ptrace): nothing pets the
+/// watchdog any more.
+fn freeze_pid1(m: &Machine) -> R {
+    let out = m.succeed("setsid /usr/libexec/cairn-test-agent freeze-pid1 </dev/null >/run/freeze.log 2>&1 & sleep 2; cat /run/freeze.log")?;
+    assert!(out.contains("PID 1 stopped"), "could not stop PID 1: {out}");
+    Ok(())
+}
+
+/// Waits until the agent answers from a boot other than `old`; returns the new boot id.
+fn agent_in_a_new_boot(m: &Machine, old: &str) -> Result<String, cairn_qemu_tests::HarnessError> {
+    let deadline = std::time::Instant::now() + BOOT_TIMEOUT;
+    loop {
+        let id = m.wait_for_agent(Duration::from_secs(60))?;
+        if id != old {
+            return Ok(id);
+        }
+        assert!(std::time::Instant::now() < deadline, "the agent never came back in a new boot");
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
 #[test]
 fn a_stalled_pid1_is_rebooted_by_the_watchdog() -> R {
     let m = boot("stalled-pid1-watchdog", Firmware::Bios)?;
@@ -200,11 +221,54 @@ fn a_stalled_pid1_is_rebooted_by_the_watchdog() -> R {
     assert_eq!(m.wait_for_agent(Duration::from_secs(30))?, first.boot_id, "the node rebooted while PID 1 was running normally");
     // Stop PID 1's main loop: nothing pets the watchdog any more, so the kernel reboots.
     m.mark_console();
-    let out = m.succeed("setsid /usr/libexec/cairn-test-agent freeze-pid1 </dev/null >/run/freeze.log 2>&1 & sleep 2; cat /run/freeze.log")?;
-    assert!(out.contains("PID 1 stopped"), "could not stop PID 1: {out}");
+    freeze_pid1(&m)?;
     m.wait_for_console_text("softdog: Initiating system reboot", Duration::from_secs(180))?;
     let second = m.wait_for_ready(BOOT_TIMEOUT)?;
     assert_ne!(first.boot_id, second.boot_id, "the watchdog did not reboot the node");
     assert_eq!(second.slot, "a", "a watchdog reboot of a good slot stays on it");
+    Ok(())
+}
+
+#[test]
+fn a_hang_before_the_slot_is_marked_good_falls_back_to_the_other_slot() -> R {
+    let mut m = boot("hang-before-good", Firmware::Bios)?;
+    let first = m.wait_for_ready(BOOT_TIMEOUT)?;
+    assert_eq!(first.slot, "a");
+    m.wait_for_agent(Duration::from_secs(60))?;
+    // An operator service that holds the health gate shut until /data/release-gate exists:
+    // the next boot of slot a cannot be marked good, so GRUB's try flag for a stays set.
+    m.succeed(
+        "printf '%s\\n' 'description = \"test: holds the health gate until /data/release-gate exists\"' \
+         'command = \"/bin/sleep\"' 'args = [\"infinity\"]' \
+         'readiness = { file = \"/data/release-gate\", timeout = 3600 }' > /data/cairn/services/test-gate-hold.toml && sync",
+    )?;
+    m.send_ctrl_alt_del()?;
+    m.wait_for_console_text("cairn: booting slot a", BOOT_TIMEOUT)?;
+    let second_boot = agent_in_a_new_boot(&m, &first.boot_id)?;
+    // The agent can answer before dbus (and so the control API) is up: ask until it answers.
+    let mut services = String::new();
+    for _ in 0..60 {
+        if let (0, out) = m.execute("cairnctl services", Duration::from_secs(30))? {
+            services = out;
+            if services.contains("test-gate-hold") {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    assert!(services.contains("test-gate-hold"), "the override in /data/cairn/services is not running:\n{services}");
+    let log = m.console_log();
+    let this_boot = log.rsplit("booting slot a").next().unwrap_or("");
+    assert!(!this_boot.contains("marked good"), "slot a was marked good despite the held gate:\n{this_boot}");
+    // PID 1 hangs before the gate holds: the watchdog reboots, GRUB sees a's try flag still
+    // set and boots b.
+    freeze_pid1(&m)?;
+    m.wait_for_console_text("softdog: Initiating system reboot", Duration::from_secs(180))?;
+    m.wait_for_console_text("cairn: booting slot b", BOOT_TIMEOUT)?;
+    let third_boot = agent_in_a_new_boot(&m, &second_boot)?;
+    assert!(m.succeed("cat /proc/cmdline")?.contains("cairn.slot=b"), "the node did not fall back to slot b");
+    m.succeed("touch /data/release-gate")?;
+    let ready = m.wait_for_ready(BOOT_TIMEOUT)?;
+    assert_eq!((ready.slot.as_str(), ready.boot_id.as_str()), ("b", third_boot.as_str()), "slot b reaches ready once the gate opens");
     Ok(())
 }
