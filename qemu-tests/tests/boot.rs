@@ -246,17 +246,7 @@ fn a_hang_before_the_slot_is_marked_good_falls_back_to_the_other_slot() -> R {
     m.wait_for_console_text("cairn: booting slot a", BOOT_TIMEOUT)?;
     let second_boot = agent_in_a_new_boot(&m, &first.boot_id)?;
     // The agent can answer before dbus (and so the control API) is up: ask until it answers.
-    let mut services = String::new();
-    for _ in 0..60 {
-        if let (0, out) = m.execute("cairnctl services", Duration::from_secs(30))? {
-            services = out;
-            if services.contains("test-gate-hold") {
-                break;
-            }
-        }
-        std::thread::sleep(Duration::from_secs(2));
-    }
-    assert!(services.contains("test-gate-hold"), "the override in /data/cairn/services is not running:\n{services}");
+    m.wait_until_succeeds("cairnctl services | grep test-gate-hold", Duration::from_secs(120))?;
     let log = m.console_log();
     let this_boot = log.rsplit("booting slot a").next().unwrap_or("");
     assert!(!this_boot.contains("marked good"), "slot a was marked good despite the held gate:\n{this_boot}");
