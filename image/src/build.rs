@@ -4,7 +4,7 @@
 //! leaves anything that looks like a finished image.
 
 use crate::profile::Profile;
-use crate::{disk, esp, initramfs, manifest, rootfs, slot};
+use crate::{debian, disk, esp, grub, initramfs, manifest, rootfs, sbom, slot};
 use anyhow::{Context, Result};
 use cairn_updater::gpt::types;
 use cairn_updater::slot::{Slot, BIOS_LABEL, DATA_LABEL, ESP_LABEL};
@@ -64,15 +64,16 @@ pub fn build(opts: &Options) -> Result<manifest::Manifest> {
     std::fs::create_dir_all(&opts.out).with_context(|| format!("cannot create output directory {}", opts.out.display()))?;
     // Remove the outputs of an earlier build first: if this one fails, nothing stale remains
     // that a test or an operator could mistake for its result.
-    for name in [manifest::FILE, "disk.img", "disk.img.partial"] {
+    for name in [manifest::FILE, sbom::FILE, "disk.img", "disk.img.partial"] {
         let _ = std::fs::remove_file(opts.out.join(name));
     }
     let work = opts.out.join(".work");
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
     let result = build_in(&profile, opts, &work);
-    // The root tree is hundreds of MiB; never keep it, whatever happened.
+    // The root and tools trees are hundreds of MiB; never keep them, whatever happened.
     let _ = std::fs::remove_dir_all(work.join("rootfs"));
+    let _ = std::fs::remove_dir_all(work.join("tools"));
     match result {
         Ok(m) => {
             let _ = std::fs::remove_dir_all(&work);
@@ -88,13 +89,24 @@ pub fn build(opts: &Options) -> Result<manifest::Manifest> {
 fn build_in(profile: &Profile, opts: &Options, work: &Path) -> Result<manifest::Manifest> {
     let seed = seed(profile, opts.epoch);
     let log = work.join("build.log");
-    let mut p = Progress { step: 0, total: 6, start: Instant::now() };
+    let mut p = Progress { step: 0, total: 7, start: Instant::now() };
+    let suite = &profile.debian.suite;
 
-    let root = p.step("root file system from Debian packages", || match &opts.prepared_root {
+    let root = p.step(&format!("root file system from Debian {suite} packages"), || match &opts.prepared_root {
         None => Ok(rootfs::build(profile, work, &opts.cache, opts.epoch, &log)?),
         Some(pr) => prepared(pr, work),
     })?;
+    // What dpkg installed, read before Cairn's files go in (a prepared Buildroot root has
+    // no dpkg database: its manifest lists no packages).
+    let packages = match &opts.prepared_root {
+        None => debian::installed(&root.dir)?,
+        Some(_) => Vec::new(),
+    };
+    let debian_version = std::fs::read_to_string(root.dir.join("etc/debian_version")).map(|s| s.trim().to_owned()).unwrap_or_default();
     rootfs::customise(&root, profile, &opts.bins, &rootfs::Sources::beside(&opts.profile_path))?;
+    let grub = p.step(&format!("boot-loader tools tree (GRUB from Debian {suite})"), || {
+        Ok(grub::Grub::prepare(suite, &profile.debian.sources(), &work.join("tools"), &opts.cache, opts.epoch, &log)?)
+    })?;
 
     let params = VerityParams { salt: derive(&seed, "verity-salt"), uuid: derive(&seed, "verity-uuid")[..16].try_into()? };
     let slot_img = p.step("slot image (squashfs + dm-verity)", || Ok(slot::build(&root.dir, work, opts.epoch, &params, &log)?))?;
@@ -110,7 +122,7 @@ fn build_in(profile: &Profile, opts: &Options, work: &Path) -> Result<manifest::
         .map(|&slot| esp::SlotBoot { slot, vmlinuz: &root.vmlinuz, initrd: &initrd, root_hash: &slot_img.verity.root_hash })
         .collect();
     let esp = p.step("ESP with GRUB for BIOS and UEFI", || {
-        Ok(esp::build(work, profile.partitions.esp, fat_id, &boots, opts.epoch, &profile.kernel.cmdline, &log)?)
+        Ok(esp::build(&grub, work, profile.partitions.esp, fat_id, &boots, opts.epoch, &profile.kernel.cmdline, &log)?)
     })?;
 
     let verity_mib = verity::hash_size_for(profile.partitions.root << 20).div_ceil(1 << 20).max(1);
@@ -135,19 +147,39 @@ fn build_in(profile: &Profile, opts: &Options, work: &Path) -> Result<manifest::
     let partial = opts.out.join("disk.img.partial");
     p.step("GPT disk image", || {
         disk::patch_core(&esp.bios_core, gpt.partitions[0].first_lba)?;
-        disk::write(&partial, &gpt, &parts, Path::new("/usr/lib/grub/i386-pc/boot.img"))?;
+        disk::write(&partial, &gpt, &parts, &grub.boot_img())?;
         Ok(())
     })?;
 
-    let m = p.step("manifest and checksums", || {
+    let m = p.step("manifest, SBOM and checksums", || {
         // Slot artifacts stay beside the disk: the update bundle tool reads them.
         for (from, to) in [(&slot_img.squashfs, "root.squashfs"), (&slot_img.hash_tree, "root.verity"), (&root.vmlinuz, "vmlinuz"), (&initrd, "initrd")] {
             std::fs::rename(from, opts.out.join(to)).with_context(|| format!("cannot move {}", from.display()))?;
         }
         let disk_path = opts.out.join("disk.img");
         std::fs::rename(&partial, &disk_path)?;
-        let m = manifest::Manifest::new(profile, opts.epoch, &opts.out, &gpt, &slot_img.verity, &root.kernel_version, &initramfs.modules)?;
+        let contents = manifest::Contents {
+            suite: suite.clone(),
+            debian_version: debian_version.clone(),
+            packages: packages.clone(),
+            boot_loader: grub.packages.clone(),
+            host_tools: crate::tool::host_versions(),
+        };
+        let m = manifest::Manifest::new(profile, opts.epoch, &opts.out, &gpt, &slot_img.verity, &root.kernel_version, &initramfs.modules, contents)?;
         m.write(&opts.out)?;
+        let located: Vec<(debian::Package, sbom::Location)> = packages
+            .iter()
+            .map(|p| (p.clone(), sbom::Location::Slot))
+            .chain(grub.packages.iter().map(|p| (p.clone(), sbom::Location::Esp)))
+            .collect();
+        let init_sha = manifest::sha256_of(&opts.bins.init)?;
+        let ctl_sha = manifest::sha256_of(&opts.bins.cairnctl)?;
+        let own = [sbom::OwnFile { name: "cairn-init", sha256: &init_sha }, sbom::OwnFile { name: "cairnctl", sha256: &ctl_sha }];
+        let serial: [u8; 16] = derive(&seed, "sbom-serial")[..16].try_into()?;
+        sbom::write(
+            &opts.out,
+            &sbom::Input { image_name: &profile.name, image_version: &profile.version, debian_version: &debian_version, epoch: opts.epoch, serial, packages: &located, own: &own },
+        )?;
         Ok(m)
     })?;
     eprintln!("built {} in {:.1} s: {} ({} MiB)", profile.name, p.start.elapsed().as_secs_f64(), opts.out.join("disk.img").display(), m.disk.bytes >> 20);

@@ -4,6 +4,7 @@
 //! BIOS core image (in its own partition, see `disk.rs`) finds the same FAT by its volume id.
 //! Both read `grub/grub.cfg`, which picks the slot from `grub/grubenv` (RAUC's A/B scheme).
 
+use crate::grub::{Grub, GrubError, Platform};
 use crate::tool::{self, ToolError};
 use cairn_updater::grubenv::GrubEnv;
 use cairn_updater::slot::Slot;
@@ -14,6 +15,8 @@ use std::process::Command;
 pub enum EspError {
     #[error("{0}")]
     Tool(#[from] ToolError),
+    #[error(transparent)]
+    Grub(#[from] GrubError),
     #[error("{what} {path}: {source}")]
     Io { what: &'static str, path: PathBuf, source: std::io::Error },
     #[error("grubenv: {0}")]
@@ -95,7 +98,8 @@ boot
     )
 }
 
-pub fn build(work: &Path, size_mib: u64, volume_id: u32, slots: &[SlotBoot<'_>], epoch: u64, cmdline: &str, log: &Path) -> Result<Esp, EspError> {
+#[allow(clippy::too_many_arguments)]
+pub fn build(grub: &Grub, work: &Path, size_mib: u64, volume_id: u32, slots: &[SlotBoot<'_>], epoch: u64, cmdline: &str, log: &Path) -> Result<Esp, EspError> {
     let io = |what, path: &Path| {
         let path = path.to_owned();
         move |source| EspError::Io { what, path, source }
@@ -108,11 +112,9 @@ pub fn build(work: &Path, size_mib: u64, volume_id: u32, slots: &[SlotBoot<'_>],
 
     let bios_core = grub_dir.join("core.img");
     let efi = grub_dir.join("BOOTX64.EFI");
-    for (format, out, extra) in [("i386-pc", &bios_core, &["biosdisk"][..]), ("x86_64-efi", &efi, &[][..])] {
-        let mut cmd = Command::new("grub-mkimage");
-        cmd.args(["-O", format, "-p", "/grub", "-c"]).arg(&early).arg("-o").arg(out);
-        cmd.args(GRUB_MODULES).args(extra);
-        tool::run(cmd, log)?;
+    for (platform, out, extra) in [(Platform::I386Pc, &bios_core, &["biosdisk"][..]), (Platform::X86_64Efi, &efi, &[][..])] {
+        let modules: Vec<&str> = GRUB_MODULES.iter().chain(extra).copied().collect();
+        grub.mkimage(platform, &early, &modules, out, log)?;
     }
 
     let cfg = grub_dir.join("grub.cfg");

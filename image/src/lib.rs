@@ -7,12 +7,15 @@
 
 pub mod build;
 pub mod cpio;
+pub mod debian;
 pub mod disk;
 pub mod esp;
+pub mod grub;
 pub mod initramfs;
 pub mod manifest;
 pub mod modules;
 pub mod profile;
 pub mod rootfs;
+pub mod sbom;
 pub mod slot;
 pub mod tool;

@@ -1,5 +1,6 @@
 //! `manifest.json`: what a build produced, for tests, the bundle tool and operators.
 
+use crate::debian::Package;
 use crate::profile::Profile;
 use cairn_updater::gpt::Gpt;
 use cairn_updater::verity::VerityInfo;
@@ -33,6 +34,21 @@ pub struct SlotInfo {
     pub data_blocks: u64,
 }
 
+/// What the image is made of, beyond its own artifacts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Contents {
+    /// The Debian suite of every tree (the slot and the boot-loader tools).
+    pub suite: String,
+    /// The slot's /etc/debian_version.
+    pub debian_version: String,
+    /// Every Debian package in the slot, as `dpkg-query -W` lists it on the node.
+    pub packages: Vec<Package>,
+    /// The suite's GRUB packages the BIOS and UEFI boot loaders were made from.
+    pub boot_loader: Vec<Package>,
+    /// Build-host packages whose tools wrote bytes into the image, with their versions.
+    pub host_tools: BTreeMap<String, String>,
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Manifest {
     pub name: String,
@@ -40,6 +56,8 @@ pub struct Manifest {
     pub source_date_epoch: u64,
     pub kernel_version: String,
     pub initramfs_modules: Vec<String>,
+    #[serde(flatten)]
+    pub contents: Contents,
     pub disk: Artifact,
     pub artifacts: BTreeMap<String, Artifact>,
     pub partitions: Vec<PartitionInfo>,
@@ -47,7 +65,16 @@ pub struct Manifest {
 }
 
 pub fn artifact(dir: &Path, name: &str) -> std::io::Result<Artifact> {
-    let mut f = std::fs::File::open(dir.join(name))?;
+    let (bytes, sha256) = hash_file(&dir.join(name))?;
+    Ok(Artifact { path: name.to_owned(), bytes, sha256 })
+}
+
+pub fn sha256_of(path: &Path) -> std::io::Result<String> {
+    hash_file(path).map(|(_, sha)| sha)
+}
+
+fn hash_file(path: &Path) -> std::io::Result<(u64, String)> {
+    let mut f = std::fs::File::open(path)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut bytes = 0u64;
@@ -59,11 +86,21 @@ pub fn artifact(dir: &Path, name: &str) -> std::io::Result<Artifact> {
         bytes += n as u64;
         h.update(&buf[..n]);
     }
-    Ok(Artifact { path: name.to_owned(), bytes, sha256: hex::encode(h.finalize()) })
+    Ok((bytes, hex::encode(h.finalize())))
 }
 
 impl Manifest {
-    pub fn new(profile: &Profile, epoch: u64, out: &Path, gpt: &Gpt, verity: &VerityInfo, kernel_version: &str, modules: &[String]) -> std::io::Result<Manifest> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        profile: &Profile,
+        epoch: u64,
+        out: &Path,
+        gpt: &Gpt,
+        verity: &VerityInfo,
+        kernel_version: &str,
+        modules: &[String],
+        contents: Contents,
+    ) -> std::io::Result<Manifest> {
         let mut artifacts = BTreeMap::new();
         for name in ["root.squashfs", "root.verity", "vmlinuz", "initrd"] {
             artifacts.insert(name.to_owned(), artifact(out, name)?);
@@ -75,6 +112,7 @@ impl Manifest {
             source_date_epoch: epoch,
             kernel_version: kernel_version.to_owned(),
             initramfs_modules: modules.to_vec(),
+            contents,
             disk: artifact(out, "disk.img")?,
             artifacts,
             partitions: gpt

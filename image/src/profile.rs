@@ -48,9 +48,21 @@ pub enum Init {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Debian {
+    /// The Debian release every tree of the image comes from (the slot's root and the
+    /// boot-loader tools), whatever the build host runs.
     pub suite: String,
+    /// apt sources, one-line form ("deb URI SUITE COMPONENTS"). Default: the suite, its
+    /// -updates and its -security archive on deb.debian.org, main only.
+    #[serde(default)]
+    pub sources: Option<Vec<String>>,
     /// Debian packages installed on top of the Essential set.
     pub packages: Vec<String>,
+}
+
+impl Debian {
+    pub fn sources(&self) -> Vec<String> {
+        self.sources.clone().unwrap_or_else(|| crate::debian::default_sources(&self.suite))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -118,6 +130,14 @@ impl Profile {
         for p in &self.debian.packages {
             if p.is_empty() || p.contains(char::is_whitespace) || p.contains(',') {
                 return Err(invalid(format!("package name {p:?} is not a Debian package name")));
+            }
+        }
+        if self.debian.suite.is_empty() || !self.debian.suite.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return Err(invalid(format!("debian.suite {:?} is not a Debian suite name (e.g. \"trixie\")", self.debian.suite)));
+        }
+        if let Some(sources) = &self.debian.sources {
+            if sources.is_empty() || sources.iter().any(|s| !s.starts_with("deb ") || s.split_whitespace().count() < 4) {
+                return Err(invalid("debian.sources lines must read \"deb URI SUITE COMPONENT...\"".into()));
             }
         }
         if self.kernel.cmdline.contains("cairn.") {

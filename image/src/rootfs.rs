@@ -1,18 +1,13 @@
 //! The root file system: Debian packages through mmdebstrap, then Cairn's own files.
-//!
-//! Downloaded .deb files are kept in a cache directory outside the repository (keyed by
-//! their file names, which carry name, version and architecture), so a rebuild from a fresh
-//! clone downloads nothing that an earlier build on this machine already fetched.
 
+use crate::debian;
 use crate::profile::Profile;
-use crate::tool::{self, ToolError};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RootfsError {
-    #[error("building the root file system from Debian packages failed: {0}\n  (a package name in debian.packages that Debian does not have shows up above as `Unable to locate package`)")]
-    Debootstrap(#[source] ToolError),
+    #[error(transparent)]
+    Debian(#[from] debian::DebianError),
     #[error("{what} {path}: {source}")]
     Io { what: &'static str, path: PathBuf, source: std::io::Error },
     #[error("the root file system has no kernel in /boot (is a linux-image-* package in debian.packages?)")]
@@ -48,28 +43,10 @@ fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> 
 
 pub fn build(profile: &Profile, work: &Path, cache: &Path, epoch: u64, log: &Path) -> Result<Rootfs, RootfsError> {
     let dir = work.join("rootfs");
-    let debs = cache.join("debs");
-    std::fs::create_dir_all(&debs).map_err(io("cannot create cache directory", &debs))?;
-    let mut cmd = Command::new("mmdebstrap");
-    cmd.env("SOURCE_DATE_EPOCH", epoch.to_string())
-        // mode: mmdebstrap picks "root" as root and "unshare" (user namespaces) otherwise.
-        .arg("--variant=essential")
-        .arg(format!("--include={}", profile.debian.packages.join(",")))
-        // Documentation, manuals and translations are dead weight on a node; the copyright
-        // files stay for licence compliance.
-        .arg("--dpkgopt=path-exclude=/usr/share/man/*")
-        .arg("--dpkgopt=path-exclude=/usr/share/info/*")
-        .arg("--dpkgopt=path-exclude=/usr/share/locale/*")
-        .arg("--dpkgopt=path-exclude=/usr/share/doc/*")
-        .arg("--dpkgopt=path-include=/usr/share/doc/*/copyright")
-        .arg("--skip=essential/unlink")
-        .arg("--setup-hook=mkdir -p \"$1\"/var/cache/apt/archives/")
-        .arg(format!("--setup-hook=sync-in {} /var/cache/apt/archives/", debs.display()))
-        .arg(format!("--customize-hook=sync-out /var/cache/apt/archives {}", debs.display()))
-        // The kernel's postinst builds a Debian initramfs we never use; drop it with /boot.
-        .arg(&profile.debian.suite)
-        .arg(&dir);
-    tool::run(cmd, log).map_err(RootfsError::Debootstrap)?;
+    let sources = profile.debian.sources();
+    let tree = debian::Tree { what: "root file system", suite: &profile.debian.suite, sources: &sources, packages: &profile.debian.packages };
+    // The kernel's postinst builds a Debian initramfs we never use; `customise` drops /boot.
+    debian::mmdebstrap(&tree, &dir, cache, epoch, log)?;
 
     let modules = dir.join("lib/modules");
     let versions: Vec<String> = std::fs::read_dir(&modules)

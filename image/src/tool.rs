@@ -1,4 +1,4 @@
-//! Running host tools (mmdebstrap, mksquashfs, grub-mkimage, mtools) with clear errors.
+//! Running tools (mmdebstrap, mksquashfs, mtools on the host; grub-mkimage in the tools tree) with clear errors.
 //!
 //! Each tool's output goes to a log file in the work directory; when a tool fails, the error
 //! names the tool, the Debian package that provides it, and the last lines of its log.
@@ -23,18 +23,45 @@ pub fn package_of(tool: &str) -> &'static str {
         "mksquashfs" => "squashfs-tools",
         "mkfs.vfat" => "dosfstools",
         "mcopy" | "mmd" => "mtools",
-        "grub-mkimage" => "grub-common grub-pc-bin grub-efi-amd64-bin",
         _ => "the package that provides it",
     }
 }
 
 pub fn find(tool: &str) -> Result<PathBuf, ToolError> {
+    if tool.contains('/') {
+        // A path, not a name to look up (a tool from the boot-loader tools tree).
+        let p = PathBuf::from(tool);
+        return if p.is_file() { Ok(p) } else { Err(ToolError::Missing { tool: tool.into(), package: package_of(tool).into() }) };
+    }
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain(["/usr/sbin", "/sbin"].iter().map(PathBuf::from))
         .map(|d| d.join(tool))
         .find(|p| p.is_file())
         .ok_or_else(|| ToolError::Missing { tool: tool.into(), package: package_of(tool).into() })
+}
+
+/// The host packages whose tools write bytes into the image (everything else that ends up
+/// on the node comes from the image's own suite).
+pub const HOST_PACKAGES: &[&str] = &["mmdebstrap", "squashfs-tools", "dosfstools", "mtools"];
+
+/// Each of `HOST_PACKAGES` with its installed version, as dpkg on the build host reports it
+/// ("unknown" on a host without dpkg or the package).
+pub fn host_versions() -> std::collections::BTreeMap<String, String> {
+    HOST_PACKAGES
+        .iter()
+        .map(|p| {
+            let v = Command::new("dpkg-query")
+                .args(["-W", "-f=${Version}", p])
+                .stderr(Stdio::null())
+                .output()
+                .ok()
+                .filter(|o| o.status.success() && !o.stdout.is_empty())
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_else(|| "unknown".into());
+            ((*p).to_owned(), v)
+        })
+        .collect()
 }
 
 /// Runs `cmd` with its stdout and stderr appended to `log`.

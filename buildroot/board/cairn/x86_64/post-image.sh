@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Buildroot post-image (BR2_ROOTFS_POST_IMAGE_SCRIPT): hand the finished root file system and
 # kernel to cairn-image, which makes the slot image (squashfs + dm-verity), the initramfs
-# (cairn-init as /init plus the profile's modules), the ESP with GRUB for BIOS and UEFI, and
+# (cairn-init as /init plus the profile's modules), the ESP with the profile suite's GRUB for
+# BIOS and UEFI, and
 # the GPT disk: BINARIES_DIR/cairn/disk.img and manifest.json.
 #
 # `cairn-image assemble` is the image tool's entry point for a prepared root file system
@@ -22,8 +23,10 @@ die() { echo "post-image.sh: $*" >&2; exit 1; }
 
 [ -f "$BINARIES_DIR/bzImage" ] || die "no $BINARIES_DIR/bzImage (BR2_LINUX_KERNEL)"
 [ -f "$BINARIES_DIR/rootfs.tar" ] || die "no $BINARIES_DIR/rootfs.tar (BR2_TARGET_ROOTFS_TAR, uncompressed)"
-# cairn-image writes the MBR boot code from the build host's GRUB (grub-pc-bin on Debian).
-[ -r /usr/lib/grub/i386-pc/boot.img ] || die "cairn-image needs /usr/lib/grub/i386-pc/boot.img on the build host (apt-get install grub-pc-bin)"
+# GRUB (boot.img, modules, core images) comes from the profile's Debian suite: cairn-image
+# makes a small tools tree with mmdebstrap, so the build host needs mmdebstrap and Debian's
+# package mirror, as for `cairn-image build`.
+command -v mmdebstrap >/dev/null || die "cairn-image makes GRUB from Debian packages with mmdebstrap (apt-get install mmdebstrap)"
 
 # 1. The image tool, built for the build host (not cross-compiled): a copy in HOST_DIR wins,
 #    otherwise cargo builds it from this repository, outside the source tree.
@@ -34,31 +37,7 @@ if [ ! -x "$TOOL" ]; then
   TOOL="$TOOL_TARGET/release/cairn-image"
 fi
 
-# 2. host-grub2 is built without a platform, so its grub-mkimage has no module directory of
-#    its own; cairn-image calls `grub-mkimage -O <format>` from PATH. This shim, first in
-#    PATH, points each call at the modules Buildroot built for that format.
-SHIM="$BUILD_DIR/cairn-grub-shim"
-mkdir -p "$SHIM"
-cat > "$SHIM/grub-mkimage" <<'SHIM_EOF'
-#!/usr/bin/env bash
-# Made by board/cairn/x86_64/post-image.sh: grub-mkimage with Buildroot's GRUB modules.
-set -euo pipefail
-fmt="" prev=""
-for a in "$@"; do
-  case "$a" in --format=*) fmt="${a#--format=}" ;; esac
-  if [ "$prev" = "-O" ] || [ "$prev" = "--format" ]; then fmt="$a"; fi
-  prev="$a"
-done
-for d in "$BUILD_DIR"/grub2-*/build-"$fmt"/grub-core; do
-  [ -f "$d/moddep.lst" ] && exec "$HOST_DIR/bin/grub-mkimage" -d "$d" "$@"
-done
-echo "grub-mkimage: Buildroot built no GRUB for '$fmt' (BR2_TARGET_GRUB2_I386_PC, BR2_TARGET_GRUB2_X86_64_EFI)" >&2
-exit 1
-SHIM_EOF
-chmod 0755 "$SHIM/grub-mkimage"
-export PATH="$SHIM:$PATH"
-
-# 3. The root comes from rootfs.tar, not TARGET_DIR: Buildroot sets owners, modes and device
+# 2. The root comes from rootfs.tar, not TARGET_DIR: Buildroot sets owners, modes and device
 #    nodes only inside fakeroot, where it made the tar. So unpack it, and run cairn-image, in
 #    fakeroot too: cp -a and mksquashfs then see the owners the tar recorded.
 STAGE="$BUILD_DIR/cairn-rootfs"
