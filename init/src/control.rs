@@ -29,6 +29,10 @@ pub struct ServiceInfo {
     pub next_start_ms: u64,
     /// Why the service is broken or not installed; empty otherwise.
     pub error: String,
+    /// Uptime in ms when the service was first started this boot; 0 if never.
+    pub first_start_ms: u64,
+    /// Uptime in ms when it was first ready this boot; 0 if never.
+    pub first_ready_ms: u64,
 }
 
 /// The node as a whole.

@@ -198,7 +198,7 @@ fn operator_group() -> Option<u32> {
 /// root stays read-only. Made on first boot; /var/run and /var/lock point into /run.
 fn prepare_var(sys: &dyn Sys) {
     let base = std::path::Path::new("/data/var");
-    for d in ["log/journal", "lib", "cache", "spool", "tmp"] {
+    for d in ["log/journal", "lib/dpkg", "cache", "spool", "tmp"] {
         let _ = std::fs::create_dir_all(base.join(d));
     }
     use std::os::unix::fs::PermissionsExt;
@@ -210,7 +210,19 @@ fn prepare_var(sys: &dyn Sys) {
         }
     }
     let _ = std::fs::create_dir_all("/run/lock");
-    if let Err(e) = sys.mount("/data/var", "/var", "", MsFlags::MS_BIND, "") {
+    mount_var(sys);
+}
+
+/// The slot's package database stays where `dpkg-query` and a vulnerability scanner look
+/// (/var/lib/dpkg) and always describes the running slot: the slot's own directory is bound
+/// over /data/var/lib/dpkg (read-only: it is on the verified root) *before* /data/var goes
+/// onto /var, and the recursive bind carries it along. An update then changes what the
+/// node reports without anything on /data to rewrite.
+fn mount_var(sys: &dyn Sys) {
+    if let Err(e) = sys.mount("/var/lib/dpkg", "/data/var/lib/dpkg", "", MsFlags::MS_BIND, "") {
+        say!("WARNING: cannot bind the slot's package database onto /data/var/lib/dpkg: {e}; dpkg-query will list nothing");
+    }
+    if let Err(e) = sys.mount("/data/var", "/var", "", MsFlags::MS_BIND | MsFlags::MS_REC, "") {
         say!("WARNING: cannot bind /data/var onto /var: {e}; /var stays read-only");
     }
 }
@@ -334,4 +346,24 @@ fn power_key_pressed(f: &mut std::fs::File) -> bool {
         }
     }
     pressed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::Recorder;
+
+    #[test]
+    fn the_slots_package_database_is_bound_before_var_moves_onto_data() {
+        let rec = Recorder::default();
+        mount_var(&rec);
+        assert_eq!(
+            rec.calls(),
+            [
+                "mount /var/lib/dpkg /data/var/lib/dpkg  MsFlags(MS_BIND) ",
+                "mount /data/var /var  MsFlags(MS_BIND | MS_REC) ",
+            ],
+            "the dpkg bind must come first and /var's bind must be recursive, or the node's /var/lib/dpkg is empty"
+        );
+    }
 }

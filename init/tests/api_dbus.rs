@@ -42,6 +42,8 @@ impl Control for Fake {
             last_exit: "exited with status 1".into(),
             next_start_ms: 0,
             error: String::new(),
+            first_start_ms: 900,
+            first_ready_ms: 1200,
         }]
     }
     fn logs(&self, name: &str, lines: u32) -> Result<Vec<String>, ControlError> {

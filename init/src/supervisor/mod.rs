@@ -69,6 +69,10 @@ struct Unit {
     failures_in_row: u32,
     last_exit: String,
     started_at: Option<Instant>,
+    /// Milliseconds of uptime at this boot's first start and first
+    /// readiness: the critical path to ready, as `cairnctl services` and the bench show it.
+    first_start_ms: u64,
+    first_ready_ms: u64,
     ready: bool,
     ever_ready: bool,
     ready_deadline: Option<Instant>,
@@ -103,6 +107,8 @@ impl Unit {
             failures_in_row: 0,
             last_exit: String::new(),
             started_at: None,
+            first_start_ms: 0,
+            first_ready_ms: 0,
             ready: false,
             ever_ready: false,
             ready_deadline: None,
@@ -154,9 +160,13 @@ impl Unit {
                 _ => 0,
             },
             error: self.error.clone(),
+            first_start_ms: self.first_start_ms,
+            first_ready_ms: self.first_ready_ms,
         }
     }
 }
+
+
 
 #[derive(Debug)]
 struct ProbeResult {
@@ -523,6 +533,9 @@ impl Supervisor {
                 u.pid = Some(started.pid);
                 u.generation += 1;
                 u.started_at = Some(now);
+                if u.first_start_ms == 0 {
+                    u.first_start_ms = crate::log::uptime_ms();
+                }
                 u.ready = false;
                 u.health_failures = 0;
                 u.killed = false;
@@ -552,6 +565,9 @@ impl Supervisor {
         u.state = State::Running;
         u.ready = true;
         u.ever_ready = true;
+        if u.first_ready_ms == 0 {
+            u.first_ready_ms = crate::log::uptime_ms();
+        }
         u.ready_deadline = None;
         u.probe_inflight = false;
         u.next_probe = u.def.as_ref().and_then(|d| d.health.as_ref()).map(|h| now + Duration::from_secs(h.interval));
