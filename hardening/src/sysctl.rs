@@ -90,6 +90,15 @@ pub const BASELINE: &[Setting] = &[
     ),
     s("dev.tty.ldisc_autoload", "0", "unprivileged users cannot autoload TTY line-discipline modules (a known exploit path)"),
     s("vm.unprivileged_userfaultfd", "0", "userfaultfd lets unprivileged code stall the kernel mid-copy and win races"),
+    // Since 6.6 (Debian 13's 6.12 has it; 6.1 did not). Nothing on a node needs io_uring:
+    // dockerd, containerd and the Flux daemons use epoll, libuv falls back to its thread pool
+    // when io_uring_setup fails, and Docker's default seccomp profile already denies it
+    // inside containers. 2 closes it for the host's own processes too, root included.
+    s(
+        "kernel.io_uring_disabled",
+        "2",
+        "io_uring has been the kernel's most exploited interface of recent years and nothing on a node uses it: no process may create one",
+    ),
     // Keyboard/serial SysRq only (writes to /proc/sysrq-trigger are root-only and not masked).
     // 176 = 16 sync + 32 remount read-only + 128 reboot/poweroff: whoever holds the VPS console
     // can already power-cycle the node, so this grants nothing new, but lets an operator reboot

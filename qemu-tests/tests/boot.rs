@@ -42,7 +42,7 @@ fn hardening_baseline_is_applied_and_audited() -> R {
     assert!(items.len() > 30, "the baseline is too small: {}", items.len());
     let not_applied: Vec<&serde_json::Value> = items.iter().filter(|i| i["status"] == "not_applied").collect();
     assert!(not_applied.is_empty(), "baseline items not applied on a Cairn node: {not_applied:#?}");
-    for (key, want) in [("kernel.kptr_restrict", "2"), ("kernel.dmesg_restrict", "1"), ("kernel.unprivileged_bpf_disabled", "1")] {
+    for (key, want) in [("kernel.kptr_restrict", "2"), ("kernel.dmesg_restrict", "1"), ("kernel.unprivileged_bpf_disabled", "1"), ("kernel.io_uring_disabled", "2")] {
         let got = m.succeed(&format!("cat /proc/sys/{}", key.replace('.', "/")))?;
         assert_eq!(got.trim(), want, "{key}");
     }
