@@ -14,6 +14,7 @@ pub mod image;
 pub mod kvm;
 pub mod machine;
 pub mod qmp;
+pub mod shared;
 
 pub use machine::{Firmware, Machine, MachineConfig, ReadyLine};
 

@@ -170,6 +170,15 @@ impl Machine {
             let fwd: Vec<String> = self.cfg.host_port_forwards.iter().map(|(h, g)| format!("hostfwd=tcp:127.0.0.1:{h}-:{g}")).collect();
             cmd.arg("-nic").arg(format!("user,model=virtio-net-pci,{}", fwd.join(",")));
         }
+        // QEMU dies with the thread that started it, even if the test process is killed or
+        // the machine is never dropped (a shared machine, see `shared.rs`).
+        // SAFETY: the closure runs between fork and exec and only calls prctl(2), which is
+        // async-signal-safe; it touches no memory of the parent.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(std::io::Error::from)
+            });
+        }
         let log = std::fs::OpenOptions::new().create(true).append(true).open(d.join("console.log")).map_err(HarnessError::io("console log"))?;
         let stderr = log.try_clone().map_err(HarnessError::io("console log"))?;
         let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::from(stderr)).spawn().map_err(HarnessError::io("start qemu-system-x86_64"))?;

@@ -1,5 +1,5 @@
 //! `cairn-bench` (`./dev bench`): boot time, PID 1 memory and image sizes of the default
-//! Cairn image beside a stock Debian 12 + systemd root built and booted the same way (same
+//! Cairn image beside a stock Debian 13 + systemd root built and booted the same way (same
 //! kernel, GRUB, verity, stage 1: image/profiles/baseline-debian.toml), alternating boot by
 //! boot in one run so host speed drift hits both alike.
 //!
@@ -83,6 +83,65 @@ struct ServiceFigures {
     running: u64,
     pid1_rss_kib: u64,
     crash_to_ready_ms: Vec<u64>,
+    /// Each service's first start and first ready, ms after the init system started.
+    path: Vec<Step>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Step {
+    name: String,
+    start_ms: u64,
+    ready_ms: u64,
+}
+
+/// The chain to dockerd ready on both systems: docker requires containerd, and both come
+/// after journald. What the init system adds is the chain's length minus each daemon's own
+/// start-to-ready time.
+const CHAIN: [&str; 3] = ["journald", "containerd", "docker"];
+
+/// Cairn: `cairnctl services` gives each service's first start/ready in ms of uptime; the
+/// zero is stage 2's start (the ready line's kernel_ms + stage1_ms).
+/// Baseline: systemd's monotonic timestamps (µs) of each unit, from systemd's own start.
+fn critical_path(m: &Machine, baseline: bool, ready_line: &str) -> Result<Vec<Step>, String> {
+    let mut steps = Vec::new();
+    if baseline {
+        let units = [("journald", "systemd-journald"), ("dbus", "dbus"), ("time", "chrony"), ("containerd", "containerd"), ("docker", "docker")];
+        let zero = m.succeed("systemctl show -p UserspaceTimestampMonotonic --value").map_err(|e| e.to_string())?.trim().parse::<u64>().unwrap_or(0);
+        for (name, unit) in units {
+            let out = m
+                .succeed(&format!("systemctl show {unit}.service -p ExecMainStartTimestampMonotonic -p ActiveEnterTimestampMonotonic --value"))
+                .map_err(|e| e.to_string())?;
+            let v: Vec<u64> = out.lines().map(|l| l.trim().parse().unwrap_or(0)).collect();
+            let (start, ready) = (v.first().copied().unwrap_or(0), v.get(1).copied().unwrap_or(0));
+            if start > 0 || ready > 0 {
+                // A unit without a main process (none here) would have no start: use ready.
+                let start = if start > 0 { start } else { ready };
+                steps.push(Step { name: name.into(), start_ms: start.saturating_sub(zero) / 1000, ready_ms: ready.saturating_sub(zero) / 1000 });
+            }
+        }
+    } else {
+        let zero = field(ready_line, "kernel_ms") + field(ready_line, "stage1_ms");
+        let out = m.succeed("cairnctl --json services").map_err(|e| e.to_string())?;
+        let v: serde_json::Value = serde_json::from_str(&out).map_err(|e| format!("cairnctl services: {e}"))?;
+        for s in v.as_array().into_iter().flatten() {
+            let (start, ready) = (s["first_start_ms"].as_u64().unwrap_or(0), s["first_ready_ms"].as_u64().unwrap_or(0));
+            let name = s["name"].as_str().unwrap_or("").to_owned();
+            if start > 0 && !name.starts_with("test") {
+                steps.push(Step { name, start_ms: start.saturating_sub(zero), ready_ms: ready.saturating_sub(zero) });
+            }
+        }
+    }
+    steps.sort_by_key(|s| s.ready_ms);
+    Ok(steps)
+}
+
+/// ms the init system adds on the chain to dockerd ready: docker's ready time minus the
+/// daemons' own start-to-ready times along `CHAIN`.
+fn init_overhead(path: &[Step]) -> Option<u64> {
+    let find = |n: &str| path.iter().find(|s| s.name == n);
+    let docker = find("docker")?;
+    let own: u64 = CHAIN.iter().filter_map(|n| find(n)).map(|s| s.ready_ms.saturating_sub(s.start_ms)).sum();
+    Some(docker.ready_ms.saturating_sub(own))
 }
 
 /// In-guest: kill -9 dockerd, then poll every 20 ms until its supervisor reports a new
@@ -104,10 +163,11 @@ fn crash_script(baseline: bool) -> String {
 fn service_figures(disk: &Path, baseline: bool, crashes: usize) -> Result<ServiceFigures, String> {
     let name = format!("bench-services-{}", if baseline { "baseline" } else { "cairn" });
     let m = Machine::start(MachineConfig::new(&name, disk, Firmware::Bios)).map_err(|e| e.to_string())?;
-    m.wait_for_console_text(if baseline { "BASELINE READY" } else { "CAIRN READY" }, BOOT_TIMEOUT).map_err(|e| e.to_string())?;
+    let ready_line = m.wait_for_console_text(if baseline { "BASELINE READY" } else { "CAIRN READY" }, BOOT_TIMEOUT).map_err(|e| e.to_string())?;
     m.wait_for_agent(Duration::from_secs(120)).map_err(|e| e.to_string())?;
     // Both: dockerd up before measuring.
     m.wait_until_succeeds("docker version --format '{{.Server.Version}}'", Duration::from_secs(300)).map_err(|e| e.to_string())?;
+    let path = critical_path(&m, baseline, &ready_line)?;
     std::thread::sleep(Duration::from_secs(5));
     let count = if baseline {
         "systemctl list-units --type=service --state=running --no-legend | wc -l"
@@ -127,7 +187,7 @@ fn service_figures(disk: &Path, baseline: bool, crashes: usize) -> Result<Servic
         // and systemd's start limit (docker.service: 3 starts in 60 s).
         std::thread::sleep(Duration::from_secs(65));
     }
-    Ok(ServiceFigures { running, pid1_rss_kib, crash_to_ready_ms })
+    Ok(ServiceFigures { running, pid1_rss_kib, crash_to_ready_ms, path })
 }
 
 fn median(mut v: Vec<u64>) -> u64 {
@@ -210,7 +270,7 @@ fn main() {
         "Normal boot (the second; the first also creates /data), median of {rounds} boots each, alternating, SeaBIOS, QEMU {}, 2 vCPUs, 1 GiB:\n\n",
         cairn_qemu_tests::kvm::accel()
     ));
-    out.push_str("| figure | Cairn (default image) | Debian 12 + systemd (baseline) |\n| --- | --- | --- |\n");
+    out.push_str("| figure | Cairn (default image) | Debian 13 + systemd (baseline) |\n| --- | --- | --- |\n");
     for (name, f) in [
         ("QEMU start to ready (wall)", (|s: &Sample| s.wall_ms) as fn(&Sample) -> u64),
         ("kernel (to stage 1 start)", |s| s.kernel_ms),
@@ -228,7 +288,7 @@ fn main() {
     out.push_str(&format!("| disk.img (sparse, both slots) | {} | {} |\n", mib(cairn.disk.bytes), mib(base.disk.bytes)));
     out.push_str(&format!(
         "\nServices (Cairn: the test image; baseline: the same root under systemd with Debian's units), dockerd killed with SIGKILL 3 times, 65 s apart (each from a steady state), median:\n\n\
-         | figure | Cairn | Debian 12 + systemd |\n| --- | --- | --- |\n\
+         | figure | Cairn | Debian 13 + systemd |\n| --- | --- | --- |\n\
          | services running | {} | {} |\n\
          | PID 1 resident memory with those services | {} KiB | {} KiB |\n\
          | dockerd crash to ready again (supervisor's view) | {} ms | {} ms |\n\
@@ -240,8 +300,42 @@ fn main() {
         median(cf.crash_to_ready_ms.clone()),
         median(bf.crash_to_ready_ms.clone()),
     ));
+    out.push_str(
+        "\nCritical path of the init system to dockerd ready (the services boot above, first boot of that machine), \
+         each service's first start and first ready in ms after the init system started (Cairn: stage 2; baseline: systemd):\n\n\
+         | service | Cairn start | Cairn ready | Debian + systemd start | Debian + systemd ready |\n| --- | --- | --- | --- | --- |\n",
+    );
+    let mut names: Vec<&str> = cf.path.iter().map(|s| s.name.as_str()).collect();
+    names.extend(bf.path.iter().map(|s| s.name.as_str()).filter(|n| !cf.path.iter().any(|c| c.name == *n)));
+    let cell = |p: &[Step], n: &str, ready: bool| {
+        p.iter().find(|s| s.name == n).map(|s| format!("{} ms", if ready { s.ready_ms } else { s.start_ms })).unwrap_or_else(|| "-".into())
+    };
+    for n in names {
+        out.push_str(&format!("| {n} | {} | {} | {} | {} |\n", cell(&cf.path, n, false), cell(&cf.path, n, true), cell(&bf.path, n, false), cell(&bf.path, n, true)));
+    }
+    let ms = |v: Option<u64>| v.map(|v| format!("{v} ms")).unwrap_or_else(|| "-".into());
+    out.push_str(&format!(
+        "| **init system's own time on the chain to dockerd ready** (docker ready minus the start-to-ready times of {}) | {} | | {} | |\n",
+        CHAIN.join(", "),
+        ms(init_overhead(&cf.path)),
+        ms(init_overhead(&bf.path)),
+    ));
     println!("{out}");
     let path = cairn_qemu_tests::workspace().join("target/bench-boot.md");
     let _ = std::fs::write(&path, &out);
     eprintln!("written to {}", path.display());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn init_overhead_is_the_chain_minus_the_daemons_own_time() {
+        let step = |name: &str, start_ms, ready_ms| Step { name: name.into(), start_ms, ready_ms };
+        // journald 10..60, containerd 70..1070, docker 1100..8100: 50 + 1000 + 7000 own.
+        let path = [step("journald", 10, 60), step("dbus", 5, 20), step("containerd", 70, 1070), step("docker", 1100, 8100)];
+        assert_eq!(init_overhead(&path), Some(8100 - 8050));
+        assert_eq!(init_overhead(&path[..3]), None, "no docker, no figure");
+    }
 }
