@@ -48,9 +48,11 @@ fn decompress_bios_core(core: &[u8]) -> Vec<u8> {
     let uncompressed = word(512 + 0x0c);
     let used = core.iter().rposition(|&b| b != 0).expect("core image is not empty") + 1;
     // The decompressor's length is not recorded; the stream ends where the image's data
-    // ends (up to a sector of zero padding), and a raw LZMA stream starts with a zero byte.
-    let latest = used.checked_sub(512 + compressed).expect("compressed size fits the image");
-    for dec_len in (latest.saturating_sub(511)..=latest).rev() {
+    // ends (up to a sector of zero padding; the stream's own last bytes may be zero too),
+    // and a raw LZMA stream starts with a zero byte.
+    let guess = used.checked_sub(512 + compressed).expect("compressed size fits the image");
+    let last = core.len().checked_sub(512 + compressed).expect("compressed size fits the image").min(guess + 64);
+    for dec_len in (guess.saturating_sub(511)..=last).rev() {
         let start = 512 + dec_len;
         if core[start] != 0 {
             continue;

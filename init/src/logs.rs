@@ -2,7 +2,7 @@
 //! keeps. A log thread reads them all, keeps the last lines of each service in memory (for
 //! `cairnctl logs`), and forwards every line to journald with `UNIT=NAME.service` and
 //! `SYSLOG_IDENTIFIER=NAME`, so `journalctl -u NAME` finds it (journalctl matches `UNIT=`
-//! on messages from PID 1).
+//! on messages from the service manager's cgroup, /init.scope: see `cgroup::Tree::setup`).
 //!
 //! Nothing is lost before journald runs: lines wait in a bounded queue and are replayed
 //! once the supervisor says journald is ready ([`LogHub::journal_ready`]).

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 pub const ROOT: &str = "/sys/fs/cgroup";
 const SLICE: &str = "system.slice";
+/// PID 1's own cgroup, named as systemd names it.
+const INIT_SCOPE: &str = "init.scope";
 const CONTROLLERS: &[&str] = &["cpu", "memory", "pids", "io"];
 
 #[derive(Debug, thiserror::Error)]
@@ -39,10 +41,20 @@ impl Tree {
         Tree { root: root.to_owned() }
     }
 
-    /// Enables the controllers for children of the root and of system.slice. A controller
-    /// the kernel lacks is reported, not fatal.
+    /// Moves PID 1 into `init.scope`, then enables the controllers for children of the root
+    /// and of system.slice. A controller the kernel lacks is reported, not fatal.
+    ///
+    /// `init.scope` is where journald (systemd 257) looks for the service manager: `journalctl
+    /// -u NAME` matches `UNIT=NAME` only on entries whose sender's `_SYSTEMD_CGROUP` is
+    /// `/init.scope` (older journalctl matched `_PID=1`), so PID 1 staying in the root cgroup
+    /// hides every line PID 1 forwards for a service from `journalctl -u`.
     pub fn setup(&self) -> Vec<String> {
         let mut warnings = Vec::new();
+        let scope = self.root.join(INIT_SCOPE);
+        let moved = std::fs::create_dir_all(&scope).and_then(|()| std::fs::write(scope.join("cgroup.procs"), std::process::id().to_string()));
+        if let Err(e) = moved {
+            warnings.push(format!("cannot move PID 1 into {}: {e}; `journalctl -u` will not show service output", scope.display()));
+        }
         let slice = self.root.join(SLICE);
         let _ = std::fs::create_dir_all(&slice);
         for dir in [&self.root, &slice] {
@@ -148,6 +160,16 @@ mod tests {
         assert_eq!(read("io.weight"), "default 100");
         assert!(t.prepare("web", &Limits::default()).is_ok());
         assert_eq!(read("memory.max"), "max", "a removed limit is reset on the next start");
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn setup_moves_pid1_into_init_scope() {
+        let root = std::env::temp_dir().join(format!("cairn-cg-scope-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&root);
+        let _ = Tree::at(&root).setup();
+        let procs = std::fs::read_to_string(root.join("init.scope/cgroup.procs")).unwrap_or_default();
+        assert_eq!(procs, std::process::id().to_string(), "journalctl -u matches UNIT= only from /init.scope");
         let _ = std::fs::remove_dir_all(&root);
     }
 
