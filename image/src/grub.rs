@@ -88,10 +88,8 @@ impl Grub {
     /// `grub-mkimage -O <platform>` from the tree, with the tree's modules: a core image
     /// with `modules` built in, `early_cfg` embedded and `/grub` as its prefix.
     pub fn mkimage(&self, platform: Platform, early_cfg: &Path, modules: &[&str], out: &Path, log: &Path) -> Result<(), GrubError> {
-        let format = match platform {
-            Platform::I386Pc => "i386-pc",
-            Platform::X86_64Efi => "x86_64-efi",
-        };
+        // grub-mkimage's format names are the platforms' directory names.
+        let format = platform.dir_name();
         let mut cmd = Command::new(self.loader());
         cmd.arg("--inhibit-cache")
             .arg("--library-path")

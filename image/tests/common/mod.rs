@@ -44,6 +44,9 @@ pub fn test_image(fallback: &Path) -> PathBuf {
     match std::env::var_os("CAIRN_TEST_IMAGE_DIR").map(PathBuf::from) {
         Some(d) if d.join("manifest.json").is_file() => d,
         _ => {
+            // The tests of one binary run as threads: one builds, the others wait for it.
+            static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+            let _one = BUILDING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             if !fallback.join("manifest.json").is_file() {
                 build(fallback, "1700000000");
             }
