@@ -37,6 +37,8 @@ pub enum Stage2Error {
     Signals(nix::Error),
     #[error("cannot start the log thread: {0}")]
     Logs(std::io::Error),
+    #[error("the service log thread ended and cannot be started again: services would block on their full output pipes")]
+    LogThreadLost,
 }
 
 /// Reaps every exited child; calls `on_exit(pid, status)` for each.
@@ -90,7 +92,7 @@ pub fn run(sys: &dyn Sys, start_ms: u64) -> Result<(), Stage2Error> {
     let hub = LogHub::start().map_err(Stage2Error::Logs)?;
     let waker = Waker::new().map_err(Stage2Error::Logs)?;
     let dirs: Vec<&std::path::Path> = crate::service::definition::DIRS.iter().map(std::path::Path::new).collect();
-    let mut sup = Supervisor::new(&dirs, hub, waker.clone(), status.clone());
+    let mut sup = Supervisor::new(&dirs, hub.clone(), waker.clone(), status.clone());
     let operator_gid = operator_group();
     let mut api: Option<crate::api::ApiHandle> = None;
     let mut api_tried: Option<Instant> = None;
@@ -112,6 +114,9 @@ pub fn run(sys: &dyn Sys, start_ms: u64) -> Result<(), Stage2Error> {
     loop {
         if let Some(w) = watchdog.as_mut() {
             w.pet_if_due();
+        }
+        if !hub.check() {
+            return Err(Stage2Error::LogThreadLost);
         }
         let mut request = sup.tick();
         if !ready {
