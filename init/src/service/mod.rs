@@ -6,6 +6,7 @@
 pub mod cgroup;
 pub mod check;
 pub mod definition;
+pub mod directory;
 pub mod order;
 pub mod spawn;
 pub mod users;

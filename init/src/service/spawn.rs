@@ -18,8 +18,8 @@ pub enum SpawnError {
     Sandbox(#[from] cairn_hardening::sandbox::SandboxError),
     #[error("cannot create the output pipe: {0}")]
     Pipe(std::io::Error),
-    #[error("cannot make directory {path}: {reason}")]
-    Directory { path: String, reason: String },
+    #[error("{0}")]
+    Directory(#[from] super::directory::DirectoryError),
     #[error("cannot start {command}: {reason}")]
     Exec { command: String, reason: String },
 }
@@ -84,7 +84,7 @@ pub fn spawn(s: Spawn<'_>) -> Result<Started, SpawnError> {
     let prepared = sandbox.prepare(s.last_cap)?;
 
     for d in &def.directories {
-        make_directory(d, &passwd)?;
+        super::directory::make(d, &passwd)?;
     }
     // Checked here because a failed bind mount in the child only shows as a failed exec.
     for p in &def.sandbox.read_only_paths {
@@ -137,17 +137,4 @@ pub fn spawn(s: Spawn<'_>) -> Result<Started, SpawnError> {
     // PID 1 reaps every child through waitpid(-1) in its loop; dropping the handle neither
     // waits nor kills.
     Ok(Started { pid: child.id() as i32, output: read })
-}
-
-fn make_directory(d: &super::definition::Directory, passwd: &str) -> Result<(), SpawnError> {
-    use std::os::unix::fs::PermissionsExt;
-    let err = |reason: String| SpawnError::Directory { path: d.path.clone(), reason };
-    std::fs::create_dir_all(&d.path).map_err(|e| err(e.to_string()))?;
-    let mode = d.mode.as_deref().and_then(|m| u32::from_str_radix(m, 8).ok()).unwrap_or(0o755);
-    std::fs::set_permissions(&d.path, std::fs::Permissions::from_mode(mode)).map_err(|e| err(e.to_string()))?;
-    if let Some(owner) = &d.owner {
-        let u = users::user(passwd, owner).ok_or_else(|| SpawnError::NoUser(owner.clone()))?;
-        std::os::unix::fs::chown(&d.path, Some(u.uid), Some(u.gid)).map_err(|e| err(e.to_string()))?;
-    }
-    Ok(())
 }
