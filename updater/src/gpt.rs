@@ -3,6 +3,10 @@
 //! 512-byte sectors; protective MBR at LBA 0 (only its partition table: the boot code in
 //! bytes 0..440 is left alone), primary header at LBA 1, 128 entries of 128 bytes at LBA
 //! 2..33, and the same entries and a backup header in the last 33 sectors.
+//!
+//! [`Gpt::write`] survives a power cut at any point: it writes the backup table and makes it
+//! durable ([`Barrier`]) before it touches the primary, so at every moment at least one of
+//! the two is whole and [`Gpt::read`] falls back to the backup when the primary is torn.
 
 use sha2::{Digest, Sha256};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -34,6 +38,25 @@ pub enum GptError {
     Shrink(u64),
     #[error("disk I/O: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// Makes the writes so far durable: a disk's write cache may persist writes in any order,
+/// so without a barrier between them "backup first" means nothing.
+pub trait Barrier {
+    fn barrier(&mut self) -> std::io::Result<()>;
+}
+
+impl Barrier for std::fs::File {
+    /// fdatasync(2): on a block device this also flushes the device's write cache.
+    fn barrier(&mut self) -> std::io::Result<()> {
+        self.sync_data()
+    }
+}
+
+impl<T> Barrier for std::io::Cursor<T> {
+    fn barrier(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// A GUID in GPT's on-disk (mixed-endian) byte order.
@@ -191,7 +214,11 @@ impl Gpt {
     /// Writes the protective MBR's partition table, both headers and both entry arrays.
     /// The backup copies are written first, the primary last: a power cut in between leaves
     /// one consistent table (read() falls back to the backup).
-    pub fn write(&self, f: &mut (impl Write + Seek + Read)) -> Result<(), GptError> {
+    /// Writes both tables and the protective MBR. Order (each step durable before the next):
+    /// backup entries and header; then primary entries, primary header and MBR. A cut in the
+    /// first step leaves the old primary whole; a cut in the second leaves a primary whose
+    /// CRCs fail, and the new backup.
+    pub fn write(&self, f: &mut (impl Write + Seek + Read + Barrier)) -> Result<(), GptError> {
         self.validate()?;
         let entries = self.entries();
         let crc = crc32fast::hash(&entries);
@@ -201,6 +228,8 @@ impl Gpt {
         f.write_all(&entries)?;
         f.seek(SeekFrom::Start(last * SECTOR))?;
         f.write_all(&self.header(last, 1, backup_entries, crc))?;
+        f.flush()?;
+        f.barrier()?;
 
         let mut mbr = [0u8; 512];
         f.seek(SeekFrom::Start(0))?;
@@ -215,11 +244,13 @@ impl Gpt {
         p[12..16].copy_from_slice(&u32::try_from(self.total_sectors - 1).unwrap_or(u32::MAX).to_le_bytes());
         mbr[510] = 0x55;
         mbr[511] = 0xaa;
+        f.seek(SeekFrom::Start(2 * SECTOR))?;
+        f.write_all(&entries)?;
         f.seek(SeekFrom::Start(0))?;
         f.write_all(&mbr)?;
         f.write_all(&self.header(1, last, 2, crc))?;
-        f.write_all(&entries)?;
         f.flush()?;
+        f.barrier()?;
         Ok(())
     }
 
@@ -399,5 +430,125 @@ mod tests {
         let back = Gpt::read(&mut f, bigger * 512).expect("backup");
         assert_eq!(back.partitions, g2.partitions);
         let _ = std::fs::remove_file(&path);
+    }
+
+    /// A disk with a write-back cache: writes are pending until a barrier; a power cut keeps
+    /// what was barriered and any subset of the pending writes (the cache may have flushed
+    /// some, in any order).
+    #[derive(Default)]
+    struct CachedDisk {
+        durable: Vec<u8>,
+        pending: Vec<(u64, Vec<u8>)>,
+        pos: u64,
+        /// Every write and barrier, in order.
+        log: Vec<Option<(u64, Vec<u8>)>>,
+    }
+
+    impl CachedDisk {
+        fn view(&self) -> Vec<u8> {
+            let mut d = self.durable.clone();
+            for (at, bytes) in &self.pending {
+                apply(&mut d, *at, bytes);
+            }
+            d
+        }
+    }
+
+    fn apply(d: &mut Vec<u8>, at: u64, bytes: &[u8]) {
+        let at = usize::try_from(at).unwrap_or(usize::MAX);
+        if d.len() < at + bytes.len() {
+            d.resize(at + bytes.len(), 0);
+        }
+        d[at..at + bytes.len()].copy_from_slice(bytes);
+    }
+
+    impl Read for CachedDisk {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let v = self.view();
+            let at = usize::try_from(self.pos).unwrap_or(usize::MAX).min(v.len());
+            let n = buf.len().min(v.len() - at);
+            buf[..n].copy_from_slice(&v[at..at + n]);
+            self.pos += n as u64;
+            Ok(n)
+        }
+    }
+    impl Write for CachedDisk {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.pending.push((self.pos, buf.to_vec()));
+            self.log.push(Some((self.pos, buf.to_vec())));
+            self.pos += buf.len() as u64;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    impl Seek for CachedDisk {
+        fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+            if let SeekFrom::Start(p) = to {
+                self.pos = p;
+            }
+            Ok(self.pos)
+        }
+    }
+    impl Barrier for CachedDisk {
+        fn barrier(&mut self) -> std::io::Result<()> {
+            for (at, bytes) in std::mem::take(&mut self.pending) {
+                apply(&mut self.durable, at, &bytes);
+            }
+            self.log.push(None);
+            Ok(())
+        }
+    }
+
+    /// Issue 8 item 4: a power cut anywhere in the grow, with the disk's cache persisting
+    /// any subset of the writes not yet behind a barrier, must leave a table that reads as
+    /// either the old or the new layout. Before the barrier between backup and primary, a
+    /// cut that kept the new primary header but not the new backup left no valid table.
+    #[test]
+    fn a_power_cut_anywhere_in_a_grow_leaves_one_valid_table() {
+        let total = 2048 + 23 * 2048 + 2048;
+        let old = layout(total);
+        let mut before = std::io::Cursor::new(vec![0u8; usize::try_from(total * 512).unwrap_or(0)]);
+        old.write(&mut before).expect("write");
+        let bigger = total + 100 * 2048;
+        let mut grown = old.clone();
+        assert!(grown.grow_last_partition("data", bigger).expect("grow"));
+
+        let mut base = before.into_inner();
+        base.resize(usize::try_from(bigger * 512).unwrap_or(0), 0);
+        let mut disk = CachedDisk { durable: base.clone(), ..Default::default() };
+        grown.write(&mut disk).expect("write grown");
+
+        // Replay: for each run of writes between barriers, every subset of it on top of what
+        // the earlier barriers made durable.
+        let mut durable = base;
+        let mut run: Vec<(u64, Vec<u8>)> = Vec::new();
+        let mut states = 0;
+        for event in disk.log.iter().chain([None].iter()) {
+            match event {
+                Some(w) => run.push(w.clone()),
+                None => {
+                    for mask in 0u32..(1 << run.len()) {
+                        let mut d = durable.clone();
+                        for (i, (at, bytes)) in run.iter().enumerate() {
+                            if mask & (1 << i) != 0 {
+                                apply(&mut d, *at, bytes);
+                            }
+                        }
+                        let back = Gpt::read(&mut std::io::Cursor::new(d), bigger * 512);
+                        let back = back.unwrap_or_else(|e| panic!("no valid GPT after a cut (writes {mask:b} of {run:?}): {e}", run = run.iter().map(|(at, b)| (at / 512, b.len() / 512)).collect::<Vec<_>>()));
+                        assert!(back.partitions == old.partitions || back.partitions == grown.partitions, "a table that is neither the old nor the new one");
+                        states += 1;
+                    }
+                    for (at, bytes) in run.drain(..) {
+                        apply(&mut durable, at, &bytes);
+                    }
+                }
+            }
+        }
+        assert!(states >= 8, "only {states} cut states were tried");
+        let end = Gpt::read(&mut std::io::Cursor::new(durable), bigger * 512).expect("after the whole write");
+        assert_eq!(end.partitions, grown.partitions);
     }
 }
