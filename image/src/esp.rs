@@ -55,6 +55,10 @@ pub fn fat_uuid(volume_id: u32) -> String {
 /// The GRUB script. Slot choice, in order of ORDER: the first slot with OK=1 and TRY=0 is
 /// booted, and its TRY is set to 1 *before* booting; PID 1 sets it back to 0 once the slot
 /// proved healthy. A slot that fails before that is therefore skipped on the next boot.
+///
+/// The state comes from the first of the two grubenv copies that loads (a zeroed or torn
+/// block fails load_env's header check); if neither does, the defaults set first boot A,
+/// then B, and PID 1 rewrites both copies at its next change. TRY goes to both copies.
 pub fn grub_cfg(cmdline: &str) -> String {
     format!(
         r#"# Cairn boot script, written by cairn-image. The slot state lives in grubenv.
@@ -63,11 +67,17 @@ terminal_input serial console
 terminal_output serial console
 set timeout=0
 set ORDER="A B"
-set A_OK=0
+set A_OK=1
 set A_TRY=0
-set B_OK=0
+set B_OK=1
 set B_TRY=0
-load_env ORDER A_OK A_TRY B_OK B_TRY
+if load_env -f $prefix/grubenv ORDER A_OK A_TRY B_OK B_TRY; then
+  true
+elif load_env -f $prefix/grubenv.b ORDER A_OK A_TRY B_OK B_TRY; then
+  echo "cairn: grubenv does not read; using its second copy grubenv.b"
+else
+  echo "cairn: neither grubenv copy reads; booting in the default order A B"
+fi
 set cairn_slot=""
 for s in $ORDER; do
   if [ -z "$cairn_slot" ]; then
@@ -84,11 +94,13 @@ if [ -z "$cairn_slot" ]; then
   echo "cairn: clearing the try flags of slots still marked OK and retrying in 10 s."
   set A_TRY=0
   set B_TRY=0
-  save_env A_TRY B_TRY
+  save_env -f $prefix/grubenv A_TRY B_TRY
+  save_env -f $prefix/grubenv.b A_TRY B_TRY
   sleep 10
   reboot
 fi
-save_env A_TRY B_TRY
+save_env -f $prefix/grubenv A_TRY B_TRY
+save_env -f $prefix/grubenv.b A_TRY B_TRY
 source /$cairn_slot/slot.cfg
 echo "cairn: booting slot $cairn_slot"
 linux /$cairn_slot/vmlinuz {cmdline} cairn.slot=$cairn_slot cairn.roothash=$cairn_roothash
@@ -126,7 +138,8 @@ pub fn build(grub: &Grub, work: &Path, size_mib: u64, volume_id: u32, slots: &[S
     let mut files: Vec<(PathBuf, String)> = vec![
         (efi.clone(), "/EFI/BOOT/BOOTX64.EFI".into()),
         (cfg, "/grub/grub.cfg".into()),
-        (env, "/grub/grubenv".into()),
+        (env.clone(), "/grub/grubenv".into()),
+        (env, "/grub/grubenv.b".into()),
     ];
     for s in slots {
         let slot_cfg = grub_dir.join(format!("slot-{}.cfg", s.slot.lower()));
@@ -195,9 +208,12 @@ mod tests {
     #[test]
     fn grub_cfg_marks_try_before_booting() {
         let cfg = grub_cfg("console=ttyS0");
-        let save = cfg.find("save_env A_TRY B_TRY\nsource").unwrap_or(usize::MAX);
+        let save = cfg.find("save_env -f $prefix/grubenv A_TRY B_TRY\nsave_env -f $prefix/grubenv.b A_TRY B_TRY\nsource").unwrap_or(usize::MAX);
         let boot = cfg.find("\nboot\n").unwrap_or(0);
-        assert!(save < boot, "TRY must be saved before the kernel starts");
+        assert!(save < boot, "TRY must be saved to both copies before the kernel starts");
+        // With neither copy readable, both slots count as good: "none is good" never boots.
+        let load = cfg.find("if load_env").unwrap_or(0);
+        assert!(cfg[..load].contains("set A_OK=1") && cfg[..load].contains("set B_OK=1"), "{cfg}");
         assert!(cfg.contains("cairn.slot=$cairn_slot cairn.roothash=$cairn_roothash"));
     }
 }

@@ -5,6 +5,7 @@ pub mod blockdev;
 pub mod bootctl;
 pub mod cmdline;
 pub mod control;
+pub mod data;
 pub mod dm;
 pub mod kmod;
 pub mod log;

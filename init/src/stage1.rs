@@ -6,7 +6,7 @@
 
 use crate::blockdev::{self, PartitionDev};
 use crate::sys::{Power, Sys};
-use crate::{bootctl, cmdline, dm, kmod, say};
+use crate::{bootctl, cmdline, data, dm, kmod, say};
 use cairn_updater::slot::{Slot, DATA_LABEL};
 use cairn_updater::verity::Superblock;
 use nix::mount::MsFlags;
@@ -120,8 +120,8 @@ fn mount_root(sys: &dyn Sys, slot: Slot, root_hash: &str) -> Result<(), Stage1Er
     Ok(())
 }
 
-/// The data partition: grown to the end of the disk and formatted as ext4 on first boot,
-/// checked if it does not mount, grown online if the disk grew since.
+/// The data partition: grown to the end of the disk, formatted only if blank (first boot),
+/// repaired by e2fsck if damaged (see `data.rs`), grown online if the disk grew since.
 fn mount_data(sys: &dyn Sys) -> Result<(), String> {
     let mut part = blockdev::wait_for_label(DATA_LABEL, SYSROOT, PARTITION_WAIT).map_err(|e| e.to_string())?;
     let dev = format!("{SYSROOT}/dev/{}", part.name);
@@ -130,19 +130,25 @@ fn mount_data(sys: &dyn Sys) -> Result<(), String> {
         say!("stage 1: data partition grown to the end of the disk: {} MiB", grown.size_sectors >> 11);
         part = grown;
     }
-    if !is_ext4(&dev) {
-        say!("stage 1: first boot: creating the ext4 file system on /data ({} MiB)", part.size_sectors >> 11);
-        run_in_root(&["/sbin/mke2fs", "-q", "-F", "-t", "ext4", "-L", "data", "-E", "lazy_itable_init=1,lazy_journal_init=1", &format!("/dev/{}", part.name)])?;
-    }
-    let target = format!("{SYSROOT}/data");
-    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
-    if let Err(first) = sys.mount(&dev, &target, "ext4", flags, "") {
-        say!("stage 1: /data does not mount ({first}); checking it with e2fsck");
-        let _ = run_in_root(&["/sbin/e2fsck", "-p", &format!("/dev/{}", part.name)]);
-        sys.mount(&dev, &target, "ext4", flags, "").map_err(|e| format!("mount {dev} on /data after e2fsck: {e}"))?;
-    }
-    grow_fs(&dev, &target, part.size_sectors * 512);
+    let state = std::fs::File::open(&dev)
+        .and_then(|mut f| data::classify(&mut f, part.size_sectors * 512))
+        .map_err(|e| error_chain(&data::DataError::Read { dev: dev.clone(), source: e }))?;
+    let paths = data::Paths { dev: dev.clone(), dev_in_root: format!("/dev/{}", part.name), root: SYSROOT.into(), target: format!("{SYSROOT}/data") };
+    data::mount(sys, &paths, state, part.size_sectors >> 11).map_err(|e| error_chain(&e))?;
+    grow_fs(&dev, &paths.target, part.size_sectors * 512);
     Ok(())
+}
+
+/// An error and its causes on one console line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 /// Rewrites the GPT so the data partition (the last one) ends at the end of the disk, and
@@ -165,11 +171,6 @@ fn grow_partition(part: &PartitionDev, disk_dev: &str) -> Result<Option<Partitio
     let size = p.last_lba + 1 - p.first_lba;
     blockdev::resize_partition(disk_dev, part.number, p.first_lba * 512, size * 512).map_err(|e| e.to_string())?;
     Ok(Some(PartitionDev { size_sectors: size, ..part.clone() }))
-}
-
-fn is_ext4(dev: &str) -> bool {
-    let mut sb = [0u8; 2048];
-    std::fs::File::open(dev).and_then(|mut f| f.read_exact(&mut sb)).is_ok() && sb[1024 + 0x38] == 0x53 && sb[1024 + 0x39] == 0xef
 }
 
 /// The ext4 file system on `dev`: (block count, block size), from its superblock.
@@ -196,27 +197,6 @@ fn grow_fs(dev: &str, mount_point: &str, bytes: u64) {
         Ok(()) => say!("stage 1: /data grown from {} MiB to {} MiB", have >> 20, bytes >> 20),
         Err(e) => say!("WARNING: could not grow /data: {e}"),
     }
-}
-
-/// Runs a tool from the verified root (e2fsprogs are not in the initramfs).
-fn run_in_root(argv: &[&str]) -> Result<(), String> {
-    use std::os::unix::process::CommandExt;
-    let mut cmd = std::process::Command::new(argv[0]);
-    cmd.args(&argv[1..]).env_clear().env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
-    // SAFETY: chroot(2) and chdir(2) are async-signal-safe, as pre_exec requires, and touch
-    // only the child.
-    unsafe {
-        cmd.pre_exec(|| {
-            nix::unistd::chroot(SYSROOT)?;
-            nix::unistd::chdir("/")?;
-            Ok(())
-        });
-    }
-    let out = cmd.output().map_err(|e| format!("{}: {e}", argv[0]))?;
-    if !out.status.success() {
-        return Err(format!("{} failed ({}): {}", argv[0], out.status, String::from_utf8_lossy(&out.stderr).trim()));
-    }
-    Ok(())
 }
 
 /// Frees the initramfs, moves the new root over /, and executes stage 2.

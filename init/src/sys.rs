@@ -1,8 +1,9 @@
 //! The system calls that change the machine's state, behind one small trait.
 //!
-//! Stage 1's switch to the real root and stage 2's shutdown are sequences whose order
-//! matters (move a mount before chroot, kill before unmount, sync before reboot). They call
-//! [`Sys`], so unit tests can run them against [`Recorder`] and check the order without root.
+//! Stage 1's switch to the real root, its /data decisions and stage 2's shutdown are
+//! sequences whose order matters (move a mount before chroot, kill before unmount, sync
+//! before reboot, never format what e2fsck could repair). They call [`Sys`], so unit tests
+//! can run them against [`Recorder`], inject failures, and check the order without root.
 
 use nix::mount::{MntFlags, MsFlags};
 use nix::sys::signal::Signal;
@@ -14,6 +15,21 @@ pub type Result<T> = std::result::Result<T, nix::Error>;
 pub enum Power {
     Reboot,
     PowerOff,
+}
+
+/// How a tool run by [`Sys::run_tool`] ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolExit {
+    /// The exit code; None if a signal ended it.
+    pub code: Option<i32>,
+    /// Its standard error, trimmed, for the console.
+    pub stderr: String,
+}
+
+impl ToolExit {
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
 }
 
 pub trait Sys {
@@ -35,6 +51,9 @@ pub trait Sys {
     fn sync(&self);
     /// reboot(2). Returns only on failure.
     fn power(&self, how: Power) -> Result<()>;
+    /// fork(2), chroot(2) into `root`, execve(2) `argv` with a clean environment, wait: the
+    /// file system tools (mke2fs, e2fsck) live in the verified root, not the initramfs.
+    fn run_tool(&self, root: &str, argv: &[&str]) -> std::io::Result<ToolExit>;
 }
 
 /// The real implementation over nix.
@@ -74,14 +93,38 @@ impl Sys for RealSys {
         };
         nix::sys::reboot::reboot(mode).map(|_| ())
     }
+    fn run_tool(&self, root: &str, argv: &[&str]) -> std::io::Result<ToolExit> {
+        use std::os::unix::process::CommandExt;
+        let Some((program, args)) = argv.split_first() else { return Err(std::io::ErrorKind::InvalidInput.into()) };
+        let mut cmd = std::process::Command::new(program);
+        cmd.args(args).env_clear().env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+        let root = root.to_owned();
+        // SAFETY: chroot(2) and chdir(2) are async-signal-safe, as pre_exec requires, and
+        // touch only the child; `root` was allocated before the fork.
+        unsafe {
+            cmd.pre_exec(move || {
+                nix::unistd::chroot(root.as_str())?;
+                nix::unistd::chdir("/")?;
+                Ok(())
+            });
+        }
+        let out = cmd.output()?;
+        Ok(ToolExit { code: out.status.code(), stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned() })
+    }
 }
 
-/// A fake that records every call as one line, for tests.
+/// A fake that records every call as one line, for tests, and fails the calls it is told to.
 #[derive(Debug, Default)]
 pub struct Recorder {
     pub calls: Mutex<Vec<String>>,
     /// Targets whose umount fails with EBUSY.
     pub busy: Vec<String>,
+    /// A call whose recorded line starts with one of these prefixes fails with that errno
+    /// (every time it is made).
+    pub fail: Vec<(String, nix::Error)>,
+    /// Exit codes for [`Sys::run_tool`], by prefix of its recorded line ("run e2fsck -y");
+    /// a tool not named here exits 0.
+    pub exit_codes: Vec<(String, i32)>,
 }
 
 impl Recorder {
@@ -90,6 +133,12 @@ impl Recorder {
             c.push(line);
         }
     }
+    /// Records the call and returns the injected failure for it, if any.
+    fn call(&self, line: String) -> Result<()> {
+        let failure = self.fail.iter().find(|(prefix, _)| line.starts_with(prefix.as_str())).map(|(_, e)| *e);
+        self.log(line);
+        failure.map_or(Ok(()), Err)
+    }
     pub fn calls(&self) -> Vec<String> {
         self.calls.lock().map(|c| c.clone()).unwrap_or_default()
     }
@@ -97,12 +146,10 @@ impl Recorder {
 
 impl Sys for Recorder {
     fn mount(&self, source: &str, target: &str, fstype: &str, flags: MsFlags, data: &str) -> Result<()> {
-        self.log(format!("mount {source} {target} {fstype} {:?} {data}", flags));
-        Ok(())
+        self.call(format!("mount {source} {target} {fstype} {:?} {data}", flags))
     }
     fn move_mount(&self, from: &str, to: &str) -> Result<()> {
-        self.log(format!("move {from} {to}"));
-        Ok(())
+        self.call(format!("move {from} {to}"))
     }
     fn remount_ro(&self, target: &str) -> Result<()> {
         self.log(format!("remount-ro {target}"));
@@ -133,5 +180,11 @@ impl Sys for Recorder {
     fn power(&self, how: Power) -> Result<()> {
         self.log(format!("power {how:?}"));
         Ok(())
+    }
+    fn run_tool(&self, root: &str, argv: &[&str]) -> std::io::Result<ToolExit> {
+        let line = format!("run {}", argv.join(" "));
+        let code = self.exit_codes.iter().find(|(prefix, _)| line.starts_with(prefix.as_str())).map_or(0, |(_, c)| *c);
+        self.log(format!("{line} (in {root})"));
+        Ok(ToolExit { code: Some(code), stderr: if code == 0 { String::new() } else { format!("exit {code}") } })
     }
 }

@@ -141,6 +141,86 @@ fn poweroff_from_guest_is_clean_and_boots_again() -> R {
     Ok(())
 }
 
+/// Issue 8 item 2: one damaged primary superblock used to make stage 1 run mke2fs over /data
+/// (every container, key and record lost). Now e2fsck repairs it from a backup superblock.
+#[test]
+fn a_data_partition_with_a_damaged_primary_superblock_keeps_its_files() -> R {
+    let image = test_image()?;
+    let (data_lba, _) = image.partition("data").expect("data in the manifest");
+    let mut m = boot("a_data_partition_with_a_damaged_primary_superblock_keeps_its_files", Firmware::Bios)?;
+    let first = m.wait_for_ready(BOOT_TIMEOUT)?;
+    m.wait_for_agent(Duration::from_secs(60))?;
+    m.succeed(&format!("echo {} > /data/keep && sync", first.boot_id))?;
+    assert!(m.shutdown(Duration::from_secs(120))?.success());
+    // The primary superblock: 1 KiB at offset 1024 of the partition.
+    let sb = data_lba * 512 + 1024;
+    assert_eq!(&m.read_disk(sb + 0x38, 2)?, &[0x53, 0xef], "no ext4 superblock where the test expects it");
+    m.damage_disk(sb, 1024, 0)?;
+    assert_eq!(&m.read_disk(sb + 0x38, 2)?, &[0, 0], "the superblock was not damaged");
+    m.restart()?;
+    let second = m.wait_for_ready(BOOT_TIMEOUT)?;
+    assert_ne!(second.boot_id, first.boot_id);
+    m.wait_for_agent(Duration::from_secs(60))?;
+    let all = m.console_log();
+    let log = all.rsplit("cairn: booting slot").next().unwrap_or_default();
+    assert!(!log.contains("creating the ext4 file system"), "stage 1 formatted /data:\n{log}");
+    assert!(log.contains("repairing with e2fsck -y"), "stage 1 did not repair /data:\n{log}");
+    assert_eq!(m.succeed("cat /data/keep")?.trim(), first.boot_id, "the file on /data did not survive");
+    // On the disk's data partition, not the in-memory fallback.
+    let fs = m.succeed("df --output=fstype /data | tail -1")?;
+    assert_eq!(fs.trim(), "ext4");
+    Ok(())
+}
+
+/// Byte offsets of the two grubenv copies in the test image, found by their header inside
+/// the ESP (the files are written once and always rewritten in place, so they stay put).
+fn grubenv_offsets() -> Result<Vec<u64>, cairn_qemu_tests::HarnessError> {
+    let image = test_image()?;
+    let (first, last) = image.partition("esp").expect("esp in the manifest");
+    let mut f = std::fs::File::open(image.disk_path()).expect("open the test image");
+    f.seek(SeekFrom::Start(first * 512)).expect("seek");
+    let mut esp = vec![0u8; usize::try_from((last + 1 - first) * 512).unwrap_or(0)];
+    std::io::Read::read_exact(&mut f, &mut esp).expect("read the ESP");
+    let header = b"# GRUB Environment Block\n";
+    Ok((0..esp.len() / 512).filter(|s| esp[s * 512..].starts_with(header)).map(|s| first * 512 + s as u64 * 512).collect())
+}
+
+fn grubenv_reads(m: &Machine, at: u64) -> Result<bool, cairn_qemu_tests::HarnessError> {
+    let block = m.read_disk(at, 1024)?;
+    Ok(cairn_updater::grubenv::GrubEnv::parse(&block).is_ok_and(|e| e.is_ok(cairn_updater::slot::Slot::A)))
+}
+
+/// Issue 8 item 3: one grubenv, rewritten in place, and a grub.cfg whose defaults said "no
+/// slot is good": a zeroed block left a node that never booted. Now a zeroed first copy
+/// boots from the second, both zeroed boot the default order, and PID 1 repairs them.
+#[test]
+fn a_zeroed_grubenv_still_boots_and_is_repaired() -> R {
+    let copies = grubenv_offsets()?;
+    assert_eq!(copies.len(), 2, "the ESP should hold grubenv and grubenv.b: {copies:?}");
+    let image = test_image()?;
+    let mut m = Machine::prepare(MachineConfig::new("a_zeroed_grubenv_still_boots_and_is_repaired", &image.disk_path(), Firmware::Bios))?;
+    m.damage_disk(copies[0], 1024, 0)?;
+    m.restart()?;
+    m.wait_for_console_text("using its second copy grubenv.b", BOOT_TIMEOUT)?;
+    assert_eq!(m.wait_for_ready(BOOT_TIMEOUT)?.slot, "a");
+    m.wait_for_agent(Duration::from_secs(60))?;
+    assert!(m.shutdown(Duration::from_secs(120))?.success());
+    assert!(grubenv_reads(&m, copies[0])?, "PID 1 did not repair the zeroed first copy");
+
+    for at in &copies {
+        m.damage_disk(*at, 1024, 0)?;
+    }
+    m.restart()?;
+    m.wait_for_console_text("neither grubenv copy reads; booting in the default order A B", BOOT_TIMEOUT)?;
+    assert_eq!(m.wait_for_ready(BOOT_TIMEOUT)?.slot, "a");
+    m.wait_for_agent(Duration::from_secs(60))?;
+    assert!(m.shutdown(Duration::from_secs(120))?.success());
+    for at in &copies {
+        assert!(grubenv_reads(&m, *at)?, "copy at byte {at} was not repaired");
+    }
+    Ok(())
+}
+
 #[test]
 fn reboot_from_guest_is_clean() -> R {
     let m = boot("reboot_from_guest_is_clean", Firmware::Uefi)?;
