@@ -2,11 +2,16 @@
 //! `org.cairn.Init1` at `/org/cairn/Init1`, interface `org.cairn.Init1.Manager`.
 //! Standard tools reach it (`busctl introspect org.cairn.Init1 /org/cairn/Init1`).
 //!
-//! Reads (Status, ListServices, Logs) are open to every caller. Changes (StartService,
-//! StopService, RestartService, Reboot, PowerOff) are refused with
-//! `org.cairn.Init1.Error.AccessDenied` unless the caller is root or in the operator group;
-//! the bus tells us who the caller is (GetConnectionUnixUser / ...ProcessID), so it cannot
-//! be forged.
+//! Status and ListServices are open to every caller. Logs is for root, the operator group
+//! and the journal's readers (adm, systemd-journal), as `journalctl` is. Changes
+//! (StartService, StopService, RestartService, Reboot, PowerOff) are refused with
+//! `org.cairn.Init1.Error.AccessDenied` unless the caller is root or in the operator group.
+//!
+//! Who the caller is comes from the bus (GetConnectionCredentials: UnixUserID and
+//! UnixGroupIDs), which recorded the credentials of the socket when the caller connected.
+//! It is never read from /proc/PID afterwards: that PID may have exited and been reused by
+//! another process, or the caller may have changed its groups since (the polkit
+//! CVE-2013-4288 class).
 
 use crate::control::{Control, ControlError, ServiceInfo, SystemStatus, BUS_NAME, OBJECT_PATH};
 use std::sync::Arc;
@@ -47,44 +52,60 @@ pub struct ApiHandle {
     _connection: zbus::blocking::Connection,
 }
 
-struct Manager {
-    control: Arc<dyn Control>,
-    operator_gid: Option<u32>,
+/// Which groups may do what besides root.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    /// May change things (and read logs).
+    pub operator_gid: Option<u32>,
+    /// May read logs: the journal's readers (adm, systemd-journal).
+    pub log_reader_gids: Vec<u32>,
 }
 
-/// The gids a process has (primary and supplementary), from /proc/PID/status.
-fn gids_of(pid: u32) -> Vec<u32> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let mut out = Vec::new();
-    for line in status.lines() {
-        if let Some(rest) = line.strip_prefix("Gid:") {
-            out.extend(rest.split_whitespace().take(2).filter_map(|g| g.parse::<u32>().ok()));
-        }
-        if let Some(rest) = line.strip_prefix("Groups:") {
-            out.extend(rest.split_whitespace().filter_map(|g| g.parse::<u32>().ok()));
-        }
+impl Policy {
+    /// The operator group and the journal's reader groups, by name from /etc/group.
+    pub fn from_groups(group_text: &str, operator_group: &str) -> Policy {
+        let gid = |name: &str| crate::service::users::group(group_text, name);
+        Policy { operator_gid: gid(operator_group), log_reader_gids: ["adm", "systemd-journal"].into_iter().filter_map(gid).collect() }
     }
-    out
+
+    fn may_change(&self, c: &Caller) -> bool {
+        c.uid == 0 || self.operator_gid.is_some_and(|g| c.gids.contains(&g))
+    }
+
+    fn may_read_logs(&self, c: &Caller) -> bool {
+        self.may_change(c) || c.gids.iter().any(|g| self.log_reader_gids.contains(g))
+    }
+}
+
+/// A caller as the bus knows it: the credentials of its socket when it connected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub uid: u32,
+    /// Primary and supplementary groups (the bus's UnixGroupIDs); empty if it has none.
+    pub gids: Vec<u32>,
+}
+
+struct Manager {
+    control: Arc<dyn Control>,
+    policy: Policy,
 }
 
 impl Manager {
+    /// GetConnectionCredentials of the message's sender.
+    async fn caller(header: &Header<'_>, conn: &zbus::Connection) -> Result<Caller, Fault> {
+        let sender = header.sender().ok_or_else(|| Fault::AccessDenied("a message without a sender cannot be authorized".into()))?;
+        let dbus = zbus::fdo::DBusProxy::new(conn).await.map_err(Fault::ZBus)?;
+        let creds = dbus.get_connection_credentials(zbus::names::BusName::from(sender.to_owned())).await.map_err(|e| Fault::ZBus(e.into()))?;
+        let uid = creds.unix_user_id().ok_or_else(|| Fault::AccessDenied("the bus does not know the caller's user".into()))?;
+        Ok(Caller { uid, gids: creds.unix_group_ids().cloned().unwrap_or_default() })
+    }
+
     /// Root, or a member of the operator group, may change things.
     async fn authorize(&self, header: &Header<'_>, conn: &zbus::Connection, what: &str) -> Result<(), Fault> {
-        let denied = || Fault::AccessDenied(format!("only root or members of the operator group may {what}"));
-        let Some(sender) = header.sender() else { return Err(denied()) };
-        let dbus = zbus::fdo::DBusProxy::new(conn).await.map_err(Fault::ZBus)?;
-        let name = zbus::names::BusName::from(sender.to_owned());
-        let uid = dbus.get_connection_unix_user(name.clone()).await.map_err(|e| Fault::ZBus(e.into()))?;
-        if uid == 0 {
+        if self.policy.may_change(&Self::caller(header, conn).await?) {
             return Ok(());
         }
-        if let Some(gid) = self.operator_gid {
-            let pid = dbus.get_connection_unix_process_id(name).await.map_err(|e| Fault::ZBus(e.into()))?;
-            if gids_of(pid).contains(&gid) {
-                return Ok(());
-            }
-        }
-        Err(denied())
+        Err(Fault::AccessDenied(format!("only root or members of the operator group may {what}")))
     }
 }
 
@@ -101,7 +122,10 @@ impl Manager {
     }
 
     /// The last `lines` lines of a service's output and PID 1's messages about it.
-    async fn logs(&self, name: &str, lines: u32) -> Result<Vec<String>, Fault> {
+    async fn logs(&self, name: &str, lines: u32, #[zbus(header)] header: Header<'_>, #[zbus(connection)] conn: &zbus::Connection) -> Result<Vec<String>, Fault> {
+        if !self.policy.may_read_logs(&Self::caller(&header, conn).await?) {
+            return Err(Fault::AccessDenied("only root, the operator group and the journal's readers (adm, systemd-journal) may read service logs".into()));
+        }
         Ok(self.control.logs(name, lines)?)
     }
 
@@ -132,12 +156,12 @@ impl Manager {
 }
 
 /// Connects to the system bus (or `address`), takes the bus name and serves the object.
-pub fn serve(address: Option<&str>, control: Arc<dyn Control>, operator_gid: Option<u32>) -> Result<ApiHandle, ApiError> {
+pub fn serve(address: Option<&str>, control: Arc<dyn Control>, policy: Policy) -> Result<ApiHandle, ApiError> {
     let builder = match address {
         Some(a) => zbus::blocking::connection::Builder::address(a)?,
         None => zbus::blocking::connection::Builder::system()?,
     };
-    let connection = builder.name(BUS_NAME)?.serve_at(OBJECT_PATH, Manager { control, operator_gid })?.build()?;
+    let connection = builder.name(BUS_NAME)?.serve_at(OBJECT_PATH, Manager { control, policy })?.build()?;
     Ok(ApiHandle { _connection: connection })
 }
 
@@ -151,9 +175,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn own_gids_are_read_from_proc() {
-        let gids = gids_of(std::process::id());
-        assert!(!gids.is_empty());
-        assert!(gids.contains(&nix::unistd::getgid().as_raw()));
+    fn who_may_do_what() {
+        let policy = Policy { operator_gid: Some(4242), log_reader_gids: vec![4] };
+        let caller = |uid, gids: &[u32]| Caller { uid, gids: gids.to_vec() };
+        assert!(policy.may_change(&caller(0, &[])));
+        assert!(policy.may_change(&caller(1000, &[100, 4242])));
+        assert!(!policy.may_change(&caller(1000, &[4])));
+        assert!(policy.may_read_logs(&caller(1000, &[4])));
+        assert!(!policy.may_read_logs(&caller(65534, &[65534])));
+        assert!(!Policy::default().may_change(&caller(1000, &[4242])));
+    }
+
+    #[test]
+    fn groups_are_found_by_name() {
+        let p = Policy::from_groups("root:x:0:\nadm:x:4:syslog\nsystemd-journal:x:999:\noperator:x:37:\n", "operator");
+        assert_eq!((p.operator_gid, p.log_reader_gids), (Some(37), vec![4, 999]));
     }
 }

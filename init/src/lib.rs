@@ -7,6 +7,7 @@ pub mod cmdline;
 pub mod control;
 pub mod data;
 pub mod dm;
+pub mod journal;
 pub mod kmod;
 pub mod log;
 pub mod logs;

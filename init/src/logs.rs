@@ -5,7 +5,9 @@
 //! on messages from the service manager's cgroup, /init.scope: see `cgroup::Tree::setup`).
 //!
 //! Nothing is lost before journald runs: lines wait in a bounded queue and are replayed
-//! once the supervisor says journald is ready ([`LogHub::journal_ready`]).
+//! once the supervisor says journald is ready ([`LogHub::journal_ready`]). After that they
+//! go through `journal.rs`, whose bounded queue means a journald that stops reading costs
+//! lines (counted), never a blocked log thread holding the lock PID 1's loop needs.
 //!
 //! The thread must never die: if it stopped reading, every service's pipe would fill and
 //! every service would block in write(2) while PID 1's main loop, and so the watchdog, kept
@@ -19,7 +21,6 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use systemd_journal_logger::JournalLog;
 
 /// Lines kept per service for `cairnctl logs`.
 pub const RING_LINES: usize = 200;
@@ -41,8 +42,6 @@ struct Inner {
     pending: VecDeque<Line>,
     dropped: u64,
     journal_up: bool,
-    /// One journal client per service (its extra fields carry the service's identity).
-    clients: BTreeMap<String, JournalLog>,
     new_fds: Vec<(String, OwnedFd)>,
 }
 
@@ -262,25 +261,15 @@ impl Inner {
         }
     }
 
+    /// To journald through the journal writer: never blocks; a full queue drops the line
+    /// and counts it (`journal::Writer::take_dropped`).
     fn send(&mut self, line: &Line) {
-        if !self.clients.contains_key(&line.service) {
-            let Ok(client) = JournalLog::empty() else { return };
-            let client = client
-                .with_syslog_identifier(line.service.clone())
-                .with_extra_fields([("UNIT", format!("{}.service", line.service)), ("CAIRN_SERVICE", line.service.clone())]);
-            self.clients.insert(line.service.clone(), client);
-        }
-        if let Some(c) = self.clients.get(&line.service) {
-            let sent = c.journal_send(&log::Record::builder().args(format_args!("{}", line.text)).level(line.level).target(&line.service).build());
-            if sent.is_err() {
-                // journald went away (restarting): hold the line until it is back.
-                self.journal_up = false;
-                self.clients.clear();
-                if self.pending.len() < PENDING_LINES {
-                    self.pending.push_back(line.clone());
-                }
-            }
-        }
+        crate::journal::Writer::global().send(crate::journal::Entry {
+            identifier: line.service.clone(),
+            service: Some(line.service.clone()),
+            level: line.level,
+            text: line.text.clone(),
+        });
     }
 }
 

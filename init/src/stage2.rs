@@ -65,6 +65,10 @@ pub fn run(sys: &dyn Sys, start_ms: u64) -> Result<(), Stage2Error> {
     // Ctrl-Alt-Del then reaches us as SIGINT instead of an immediate hard reboot.
     let _ = nix::sys::reboot::set_cad_enabled(false);
 
+    // A console that does not drain must cost lines, not stall PID 1 (see log::console).
+    if let Err(e) = crate::log::console_nonblocking() {
+        say!("WARNING: cannot make the console non-blocking ({e}); a stalled serial line could stall PID 1");
+    }
     mount_api_filesystems(sys);
     prepare_var(sys);
     apply_hardening();
@@ -93,9 +97,10 @@ pub fn run(sys: &dyn Sys, start_ms: u64) -> Result<(), Stage2Error> {
     let waker = Waker::new().map_err(Stage2Error::Logs)?;
     let dirs: Vec<&std::path::Path> = crate::service::definition::DIRS.iter().map(std::path::Path::new).collect();
     let mut sup = Supervisor::new(&dirs, hub.clone(), waker.clone(), status.clone());
-    let operator_gid = operator_group();
+    let policy = api_policy();
     let mut api: Option<crate::api::ApiHandle> = None;
     let mut api_tried: Option<Instant> = None;
+    let mut api_connecting: Option<std::sync::mpsc::Receiver<Result<crate::api::ApiHandle, crate::api::ApiError>>> = None;
     let gate_start = Instant::now();
     let mut ready = false;
     let mut power_buttons = open_power_buttons();
@@ -117,6 +122,10 @@ pub fn run(sys: &dyn Sys, start_ms: u64) -> Result<(), Stage2Error> {
         }
         if !hub.check() {
             return Err(Stage2Error::LogThreadLost);
+        }
+        let journal_dropped = crate::journal::Writer::global().take_dropped();
+        if journal_dropped > 0 {
+            crate::log::console(&format!("WARNING: {journal_dropped} log lines for journald were dropped: it did not read them in time (stopped or overloaded)"));
         }
         let mut request = sup.tick();
         if !ready {
@@ -145,14 +154,34 @@ pub fn run(sys: &dyn Sys, start_ms: u64) -> Result<(), Stage2Error> {
         // we are not connected; drop the connection when dbus goes away.
         if !sup.is_ready("dbus") {
             api = None;
-        } else if api.is_none() && api_tried.is_none_or(|t| t.elapsed() >= Duration::from_secs(2)) {
+        } else if api.is_none() && api_connecting.is_none() && api_tried.is_none_or(|t| t.elapsed() >= Duration::from_secs(2)) {
+            // Connecting talks to dbus-daemon (auth, RequestName): a stuck daemon must not
+            // hold PID 1's loop, so it happens on a thread of its own.
             api_tried = Some(Instant::now());
-            match crate::api::serve(None, sup.handle(), operator_gid) {
-                Ok(h) => {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let (handle, policy, waker) = (sup.handle(), policy.clone(), waker.clone());
+            let spawned = std::thread::Builder::new().name("api-connect".into()).spawn(move || {
+                let _ = tx.send(crate::api::serve(None, handle, policy));
+                waker.wake();
+            });
+            match spawned {
+                Ok(_) => api_connecting = Some(rx),
+                Err(e) => say!("WARNING: control API: cannot start its connect thread: {e}; retrying"),
+            }
+        }
+        if let Some(rx) = &api_connecting {
+            match rx.try_recv() {
+                Ok(Ok(h)) => {
                     say!("control API on D-Bus: {} {}", crate::control::BUS_NAME, crate::control::OBJECT_PATH);
                     api = Some(h);
+                    api_connecting = None;
                 }
-                Err(e) => say!("WARNING: control API: {e}; retrying"),
+                Ok(Err(e)) => {
+                    say!("WARNING: control API: {e}; retrying");
+                    api_connecting = None;
+                }
+                Err(std::sync::mpsc::TryRecvError::Empty) => {}
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => api_connecting = None,
             }
         }
         if let Some(how) = sup.shutdown_done() {
@@ -194,9 +223,9 @@ pub fn run(sys: &dyn Sys, start_ms: u64) -> Result<(), Stage2Error> {
     }
 }
 
-fn operator_group() -> Option<u32> {
+fn api_policy() -> crate::api::Policy {
     let name = std::fs::read_to_string("/data/cairn/operator-group").map(|s| s.trim().to_owned()).unwrap_or_else(|_| OPERATOR_GROUP.to_owned());
-    crate::service::users::group(&std::fs::read_to_string("/etc/group").unwrap_or_default(), &name)
+    crate::api::Policy::from_groups(&std::fs::read_to_string("/etc/group").unwrap_or_default(), &name)
 }
 
 /// /var is /data/var, bind-mounted: logs, container storage and daemon state persist and the

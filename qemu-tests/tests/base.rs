@@ -107,3 +107,37 @@ fn version_triples_parse_debian_and_docker_forms() {
     assert!(version_triple("20.10.24").unwrap_or_default() < FLUX_MIN_DOCKER);
     assert_eq!(version_triple("dev"), None);
 }
+
+/// One line of /proc/PID/limits ("Max open files  1048576  1048576  files"): soft, hard.
+fn limit(limits: &str, name: &str) -> Option<(String, String)> {
+    let rest = limits.lines().find_map(|l| l.strip_prefix(name))?;
+    let mut it = rest.split_whitespace();
+    Some((it.next()?.to_owned(), it.next()?.to_owned()))
+}
+
+/// Issue 8 item 12: dockerd and containerd used to inherit the kernel's 1024 open files.
+/// Their definitions' limits and OOM scores hold on the running processes.
+#[test]
+fn the_container_runtime_runs_with_its_configured_limits_and_oom_scores() -> R {
+    let m = shared::machine(SHARED)?;
+    for (daemon, oom) in [("dockerd", "-500"), ("containerd", "-999")] {
+        let pid = m.succeed(&format!("cairnctl services | awk '$1 == \"{}\" {{print $4}}'", if daemon == "dockerd" { "docker" } else { "containerd" }))?;
+        let pid = pid.trim();
+        assert!(pid.parse::<u32>().is_ok_and(|p| p > 1), "no pid for {daemon}: {pid:?}");
+        let comm = m.succeed(&format!("cat /proc/{pid}/comm"))?;
+        assert_eq!(comm.trim(), daemon);
+        let limits = m.succeed(&format!("cat /proc/{pid}/limits"))?;
+        assert_eq!(limit(&limits, "Max open files"), Some(("1048576".into(), "1048576".into())), "{daemon}:\n{limits}");
+        assert_eq!(limit(&limits, "Max processes"), Some(("unlimited".into(), "unlimited".into())), "{daemon}:\n{limits}");
+        assert_eq!(limit(&limits, "Max core file size"), Some(("unlimited".into(), "unlimited".into())), "{daemon}:\n{limits}");
+        assert_eq!(m.succeed(&format!("cat /proc/{pid}/oom_score_adj"))?.trim(), oom, "{daemon}");
+    }
+    // The control path: the system bus the API is served on.
+    let dbus = m.succeed("cairnctl services | awk '$1 == \"dbus\" {print $4}'")?;
+    assert_eq!(m.succeed(&format!("cat /proc/{}/oom_score_adj", dbus.trim()))?.trim(), "-900");
+    // A service without limits keeps the kernel's defaults (nothing leaks from the runtime's).
+    let echo = m.succeed("cairnctl services | awk '$1 == \"test-echo\" {print $4}'")?;
+    let limits = m.succeed(&format!("cat /proc/{}/limits", echo.trim()))?;
+    assert_eq!(limit(&limits, "Max open files"), Some(("1024".into(), "4096".into())), "the kernel's default: {limits}");
+    Ok(())
+}

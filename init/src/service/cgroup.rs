@@ -93,7 +93,13 @@ impl Tree {
         if swap.exists() {
             let _ = std::fs::write(&swap, "0");
         }
-        let procs = dir.join("cgroup.procs");
+        self.procs(service)
+    }
+
+    /// Opens the (existing) cgroup's `cgroup.procs` for a child to move itself into: the
+    /// service's main process, or a command probe of it, which counts against its limits.
+    pub fn procs(&self, service: &str) -> Result<OwnedFd, CgroupError> {
+        let procs = self.path(service).join("cgroup.procs");
         let f = std::fs::OpenOptions::new().write(true).open(&procs).map_err(io(&procs, "cannot open"))?;
         Ok(f.into())
     }
@@ -151,7 +157,7 @@ mod tests {
         for f in ["memory.max", "pids.max", "cpu.weight", "io.weight", "cgroup.procs"] {
             let _ = std::fs::write(dir.join(f), "");
         }
-        let limits = Limits { memory_max: Some("64M".into()), cpu_weight: Some(50), pids_max: Some(100), io_weight: None };
+        let limits = Limits { memory_max: Some("64M".into()), cpu_weight: Some(50), pids_max: Some(100), io_weight: None, ..Default::default() };
         assert!(t.prepare("web", &limits).is_ok());
         let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
         assert_eq!(read("memory.max"), (64u64 << 20).to_string());

@@ -171,10 +171,39 @@ pub struct Directory {
     pub mode: Option<String>,
 }
 
-/// cgroup v2 limits, written before every start.
+/// A resource limit (setrlimit(2)): a number, or "infinity". Soft and hard are set alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rlimit(pub Option<u64>);
+
+impl<'de> Deserialize<'de> for Rlimit {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Number(n) => Ok(Rlimit(Some(n))),
+            Raw::Text(t) if t == "infinity" => Ok(Rlimit(None)),
+            Raw::Text(t) => Err(serde::de::Error::custom(format!("{t:?} is not a number or \"infinity\""))),
+        }
+    }
+}
+
+/// cgroup v2 limits, written before every start, and the process's resource limits, set in
+/// the child before exec (without them every daemon inherits the kernel's 1024 open files).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
+    /// RLIMIT_NOFILE: open files.
+    pub nofile: Option<Rlimit>,
+    /// RLIMIT_NPROC: processes of the service's user.
+    pub nproc: Option<Rlimit>,
+    /// RLIMIT_CORE: core dump size in bytes.
+    pub core: Option<Rlimit>,
+    /// RLIMIT_MEMLOCK: bytes of locked memory.
+    pub memlock: Option<Rlimit>,
     /// memory.max: bytes, or with a K/M/G suffix ("512M").
     pub memory_max: Option<String>,
     /// cpu.weight, 1..=10000 (default 100).
@@ -236,6 +265,9 @@ pub struct Definition {
     pub stop: Stop,
     #[serde(default)]
     pub limits: Limits,
+    /// /proc/PID/oom_score_adj, -1000 (never killed) ..= 1000 (killed first); the container
+    /// runtime gets a negative one so the OOM killer takes a container before it.
+    pub oom_score_adj: Option<i32>,
     #[serde(default)]
     pub sandbox: SandboxDef,
 }
@@ -279,6 +311,9 @@ impl Definition {
             if v.is_some_and(|w| !(1..=10_000).contains(&w)) {
                 return bad(format!("limits: {what} must be 1..=10000"));
             }
+        }
+        if self.oom_score_adj.is_some_and(|a| !(-1000..=1000).contains(&a)) {
+            return bad("oom_score_adj must be -1000..=1000".into());
         }
         for d in &self.directories {
             if !d.path.starts_with('/') || d.mode.as_deref().is_some_and(|m| u32::from_str_radix(m, 8).is_err()) {
@@ -409,6 +444,15 @@ mod tests {
         assert!(parse("command = \"/bin/true\"\nstop = { signal = \"SIGFOO\" }").is_err());
         assert!(parse("command = \"true\"").is_err());
         assert!(parse("command = \"/bin/true\"\nsandbox = { capabilities = [\"CAP_FLY\"] }").is_err());
+        assert!(parse("command = \"/bin/true\"\nlimits = { nofile = \"lots\" }").is_err());
+        assert!(parse("command = \"/bin/true\"\noom_score_adj = -1001").is_err());
+    }
+
+    #[test]
+    fn resource_limits_are_numbers_or_infinity() {
+        let d = parse("command = \"/bin/true\"\noom_score_adj = -500\nlimits = { nofile = 1048576, nproc = \"infinity\" }").expect("valid");
+        assert_eq!((d.limits.nofile, d.limits.nproc, d.limits.core), (Some(Rlimit(Some(1_048_576))), Some(Rlimit(None)), None));
+        assert_eq!(d.oom_score_adj, Some(-500));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use super::definition::Definition;
 use super::users;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
@@ -55,6 +55,16 @@ pub fn sandbox_for(def: &Definition, passwd: &str, group_text: &str) -> Result<(
         capabilities: def.sandbox.capabilities.clone(),
         read_only_paths: def.sandbox.read_only_paths.clone(),
         private_tmp: def.sandbox.private_tmp,
+        rlimits: [
+            (cairn_hardening::sandbox::Resource::Nofile, def.limits.nofile),
+            (cairn_hardening::sandbox::Resource::Nproc, def.limits.nproc),
+            (cairn_hardening::sandbox::Resource::Core, def.limits.core),
+            (cairn_hardening::sandbox::Resource::Memlock, def.limits.memlock),
+        ]
+        .into_iter()
+        .filter_map(|(r, v)| Some((r, v?.0)))
+        .collect(),
+        oom_score_adj: def.oom_score_adj,
         ..Default::default()
     };
     let mut home = None;
@@ -95,46 +105,67 @@ pub fn spawn(s: Spawn<'_>) -> Result<Started, SpawnError> {
 
     let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| SpawnError::Pipe(e.into()))?;
     let write2 = write.try_clone().map_err(SpawnError::Pipe)?;
-
-    let mut cmd = Command::new(&def.command);
-    cmd.args(&def.args)
-        .env_clear()
-        .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-        .env("HOME", home.as_deref().unwrap_or("/root"))
-        .envs(&def.environment)
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(write))
-        .stderr(Stdio::from(write2));
+    let mut cmd = command(def, &def.command, &def.args, home.as_deref(), s.cgroup_procs, prepared);
+    cmd.stdout(Stdio::from(write)).stderr(Stdio::from(write2));
     if let Some(sock) = s.notify_socket {
         cmd.env("NOTIFY_SOCKET", sock);
-    }
-    if let Some(dir) = &def.working_directory {
-        cmd.current_dir(dir);
-    }
-    let cgroup_fd = s.cgroup_procs.as_ref().map(|f| f.as_raw_fd());
-    let zero: &'static [u8] = b"0";
-    // SAFETY: the closure runs in the forked child before execve. It only makes system calls
-    // (sigprocmask, setsid, write, and the sandbox's unshare/mount/prctl/set*id, which
-    // `Prepared::enter` documents as allocation-free); everything it touches was prepared
-    // above, in the parent.
-    unsafe {
-        cmd.pre_exec(move || {
-            // PID 1 blocks the signals it reads through its signalfd; a service must not
-            // inherit that mask.
-            nix::sys::signal::SigSet::all().thread_unblock()?;
-            nix::unistd::setsid()?;
-            if let Some(fd) = cgroup_fd {
-                // write(2) "0" to cgroup.procs: move this process into the service's cgroup,
-                // so its limits hold from its first instruction and every child is counted.
-                let bfd = std::os::fd::BorrowedFd::borrow_raw(fd);
-                rustix::io::write(bfd, zero)?;
-            }
-            prepared.enter()
-        });
     }
     let child = cmd.spawn().map_err(|e| SpawnError::Exec { command: def.command.clone(), reason: e.to_string() })?;
     drop(cmd); // closes our copies of the pipe's write end
     // PID 1 reaps every child through waitpid(-1) in its loop; dropping the handle neither
     // waits nor kills.
     Ok(Started { pid: child.id() as i32, output: read })
+}
+
+/// Starts a command probe (`readiness`/`health` with `command = [...]`) as the service
+/// itself would run: its user, sandbox, limits, environment and cgroup. Returns its pid;
+/// its output goes nowhere. As root in PID 1's cgroup a probe could do what the service
+/// cannot, and would not count against the service's limits.
+pub fn spawn_probe(def: &Definition, argv: &[String], cgroup_procs: Option<OwnedFd>, last_cap: u32) -> Result<i32, SpawnError> {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let group_text = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    let (sandbox, home) = sandbox_for(def, &passwd, &group_text)?;
+    let prepared = sandbox.prepare(last_cap)?;
+    let Some((program, args)) = argv.split_first() else { return Err(SpawnError::Exec { command: String::new(), reason: "empty probe command".into() }) };
+    let mut cmd = command(def, program, args, home.as_deref(), cgroup_procs, prepared);
+    cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    let child = cmd.spawn().map_err(|e| SpawnError::Exec { command: program.clone(), reason: e.to_string() })?;
+    Ok(child.id() as i32)
+}
+
+/// The command for a service's main process or one of its probes: clean environment plus
+/// the definition's, and, between fork and exec, a fresh session, the service's cgroup and
+/// its sandbox.
+fn command(def: &Definition, program: &str, args: &[String], home: Option<&str>, cgroup_procs: Option<OwnedFd>, prepared: cairn_hardening::sandbox::Prepared) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("HOME", home.unwrap_or("/root"))
+        .envs(&def.environment)
+        .stdin(Stdio::null());
+    if let Some(dir) = &def.working_directory {
+        cmd.current_dir(dir);
+    }
+    let zero: &'static [u8] = b"0";
+    // SAFETY: the closure runs in the forked child before execve. It only makes system calls
+    // (sigprocmask, setsid, write, and the sandbox's setrlimit/unshare/mount/prctl/set*id,
+    // which `Prepared::enter` documents as allocation-free); everything it touches was
+    // prepared before, in the parent, and moved into it (the cgroup fd closes with the
+    // Command, after spawn).
+    unsafe {
+        cmd.pre_exec(move || {
+            // PID 1 blocks the signals it reads through its signalfd; a service must not
+            // inherit that mask.
+            nix::sys::signal::SigSet::all().thread_unblock()?;
+            nix::unistd::setsid()?;
+            if let Some(fd) = &cgroup_procs {
+                // write(2) "0" to cgroup.procs: move this process into the service's cgroup,
+                // so its limits hold from its first instruction and every child is counted.
+                rustix::io::write(fd, zero)?;
+            }
+            prepared.enter()
+        });
+    }
+    cmd
 }

@@ -128,9 +128,18 @@ impl Unit {
         matches!(self.state, State::Starting | State::Running | State::Stopping)
     }
 
+    /// Crashed at least FAILING_AFTER times in a row and has not yet run for its reset
+    /// period since the last start: it still counts as failing while it runs, as systemd
+    /// shows a unit in auto-restart, so a crash loop never looks healthy between crashes.
+    fn crash_looping(&self, now: Instant) -> bool {
+        let reset = self.def.as_ref().map_or(Duration::ZERO, |d| Duration::from_secs(d.restart.reset_after_s));
+        self.failures_in_row >= FAILING_AFTER && self.started_at.is_none_or(|s| now.saturating_duration_since(s) < reset)
+    }
+
     fn info(&self, now: Instant) -> ServiceInfo {
         let state = match self.state {
             State::Waiting => "waiting",
+            State::Starting | State::Running if self.crash_looping(now) => "failing",
             State::Starting => "starting",
             State::Running => "running",
             State::Backoff if self.failures_in_row >= FAILING_AFTER => "failing",
@@ -765,12 +774,17 @@ impl Supervisor {
             }
             CheckKind::Command(argv) => {
                 u.probe_inflight = true;
-                let spawned = std::process::Command::new(&argv[0]).args(&argv[1..]).stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn();
+                // As the service runs: its user, sandbox and cgroup (see spawn_probe).
+                let procs = match &self.tree {
+                    Some(tree) => tree.procs(&u.name).map(Some).map_err(|e| e.to_string()),
+                    None => Ok(None),
+                };
+                let spawned = procs.and_then(|procs| spawn::spawn_probe(def, &argv, procs, self.last_cap).map_err(|e| e.to_string()));
                 match spawned {
-                    Ok(child) => {
-                        self.probe_pids.insert(child.id() as i32, (i, generation, what, now + timeout));
+                    Ok(pid) => {
+                        self.probe_pids.insert(pid, (i, generation, what, now + timeout));
                     }
-                    Err(e) => self.probe_done(ProbeResult { service, generation, what, result: Err(e.to_string()) }, now),
+                    Err(e) => self.probe_done(ProbeResult { service, generation, what, result: Err(e) }, now),
                 }
             }
             CheckKind::Tcp(addr) | CheckKind::Http(addr) => {
@@ -873,6 +887,24 @@ pub fn describe(st: &WaitStatus) -> (String, bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 8: a crash-looping service showed `running ready` between two crashes.
+    #[test]
+    fn a_crash_looping_service_shows_failing_while_it_runs_until_its_reset_period() {
+        let def: Definition = toml::from_str("command = \"/bin/false\"\nrestart = { reset_after_s = 10 }").expect("definition");
+        let mut u = Unit::new("loop".into(), Ok(def));
+        let t0 = Instant::now();
+        u.state = State::Running;
+        u.started_at = Some(t0);
+        u.failures_in_row = FAILING_AFTER;
+        assert_eq!(u.info(t0 + Duration::from_secs(1)).state, "failing", "between two crashes");
+        u.state = State::Starting;
+        assert_eq!(u.info(t0 + Duration::from_secs(1)).state, "failing");
+        u.state = State::Running;
+        assert_eq!(u.info(t0 + Duration::from_secs(10)).state, "running", "stable for the reset period");
+        u.failures_in_row = FAILING_AFTER - 1;
+        assert_eq!(u.info(t0 + Duration::from_secs(1)).state, "running", "a few restarts are not a crash loop");
+    }
 
     #[test]
     fn backoff_doubles_to_the_cap() {

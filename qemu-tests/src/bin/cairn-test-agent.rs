@@ -96,9 +96,31 @@ fn freeze_pid1() -> ! {
     }
 }
 
+/// `listen PORT`: binds 0.0.0.0:PORT (for a service that needs a privileged port) and
+/// answers each connection with "hello from uid N\n".
+fn listen(port: &str) -> ! {
+    let uid = rustix::process::getuid().as_raw();
+    match std::net::TcpListener::bind(format!("0.0.0.0:{port}")) {
+        Ok(l) => {
+            println!("listening on 0.0.0.0:{port} as uid {uid}");
+            for mut c in l.incoming().flatten() {
+                let _ = std::io::Write::write_all(&mut c, format!("hello from uid {uid}\n").as_bytes());
+            }
+            std::process::exit(0)
+        }
+        Err(e) => {
+            println!("cannot listen on 0.0.0.0:{port} as uid {uid}: {e}");
+            std::process::exit(1)
+        }
+    }
+}
+
 fn main() {
-    if std::env::args().nth(1).as_deref() == Some("freeze-pid1") {
-        freeze_pid1();
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("freeze-pid1") => freeze_pid1(),
+        Some("listen") => listen(args.get(2).map_or("80", String::as_str)),
+        _ => {}
     }
     loop {
         if let Err(e) = serve() {
