@@ -404,3 +404,19 @@ fn board_profile_loads_as_a_cairn_image_profile() {
         panic!("{e}");
     }
 }
+
+/// Issue 8 item 14: with a musl toolchain, Buildroot's rustc (and so every Cairn package)
+/// depends on the toolchain's C++ (`BR2_INSTALL_LIBSTDCPP`, package/rustc/Config.in.host);
+/// without it kconfig silently dropped BR2_INIT_CAIRN and BR2_PACKAGE_CAIRNCTL. A real
+/// Buildroot checks every dependency (`buildroot/check-in-buildroot.sh`); this keeps the one
+/// that bit us checked in CI.
+#[test]
+fn a_musl_defconfig_with_rust_packages_enables_the_toolchains_cxx() {
+    let defconfig = read(&tree().join(DEFCONFIG));
+    let set = |sym: &str| defconfig.lines().any(|l| l.trim() == format!("{sym}=y"));
+    let rust_packages = set("BR2_INIT_CAIRN") || set("BR2_PACKAGE_CAIRNCTL") || set("BR2_PACKAGE_CAIRN_INIT");
+    if set("BR2_TOOLCHAIN_BUILDROOT_MUSL") && rust_packages {
+        assert!(set("BR2_TOOLCHAIN_BUILDROOT_CXX"), "{DEFCONFIG} picks musl and Cairn's Rust packages but not BR2_TOOLCHAIN_BUILDROOT_CXX: kconfig would drop the packages");
+    }
+    assert!(rust_packages, "{DEFCONFIG} sets none of Cairn's packages");
+}

@@ -44,6 +44,8 @@ STAGE="$BUILD_DIR/cairn-rootfs"
 rm -rf "$STAGE"
 mkdir -p "$STAGE"
 OUT="$BINARIES_DIR/cairn"
+# The inner script's $1, $2 and $@ are its own arguments, expanded by the inner bash.
+# shellcheck disable=SC2016
 "$HOST_DIR/bin/fakeroot" -- bash -c 'set -euo pipefail; tar --numeric-owner -xpf "$1" -C "$2"; shift 2; exec "$@"' \
   cairn-stage "$BINARIES_DIR/rootfs.tar" "$STAGE" \
   "$TOOL" assemble \
