@@ -143,6 +143,8 @@ fn build_in(profile: &Profile, opts: &Options, work: &Path) -> Result<manifest::
         // Left empty: stage 1 creates the file system on first boot and grows it to the disk.
         part(DATA_LABEL, types::LINUX_DATA, profile.partitions.data, None, "data"),
     ];
+    // The BIOS core image looks for grub.cfg on this partition number of the boot disk.
+    anyhow::ensure!(parts.iter().position(|p| p.label == ESP_LABEL).map(|i| i + 1) == Some(esp::ESP_PARTITION as usize), "the ESP must be partition {}", esp::ESP_PARTITION);
     let gpt = disk::layout(&parts, &seed)?;
     let partial = opts.out.join("disk.img.partial");
     p.step("GPT disk image", || {

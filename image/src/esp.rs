@@ -1,8 +1,10 @@
 //! The EFI system partition and GRUB for both firmware types.
 //!
 //! One FAT file system serves both: UEFI firmware starts `EFI/BOOT/BOOTX64.EFI`, and the
-//! BIOS core image (in its own partition, see `disk.rs`) finds the same FAT by its volume id.
-//! Both read `grub/grub.cfg`, which picks the slot from `grub/grubenv` (RAUC's A/B scheme).
+//! BIOS core image (in its own partition, see `disk.rs`) reads partition 2 of the disk the
+//! BIOS booted. Neither searches other disks (a USB stick with another Cairn image has the
+//! same FAT volume id). Both read `grub/grub.cfg`, which picks the slot from `grub/grubenv`
+//! (RAUC's A/B scheme) and names the ESP it booted from to the kernel (`cairn.esp=`).
 
 use crate::grub::{Grub, GrubError, Platform};
 use crate::tool::{self, ToolError};
@@ -25,12 +27,26 @@ pub enum EspError {
     TooSmall { need_mib: u64, have_mib: u64 },
 }
 
-/// GRUB modules both images carry. `search_fs_uuid` finds the ESP, `loadenv` reads and
-/// writes grubenv, `serial`/`terminal` put the menu on the serial console.
+/// GRUB modules both images carry. `probe` reads the ESP's partition GUID, `loadenv` reads
+/// and writes grubenv, `serial`/`terminal` put the menu on the serial console.
 const GRUB_MODULES: &[&str] = &[
-    "part_gpt", "fat", "normal", "linux", "search", "search_fs_uuid", "configfile", "loadenv", "test",
-    "echo", "sleep", "reboot", "halt", "serial", "terminal", "true",
+    "part_gpt", "fat", "normal", "linux", "probe", "configfile", "loadenv", "test", "echo", "sleep", "reboot", "halt", "serial",
+    "terminal", "true",
 ];
+
+/// The ESP's partition number in the disk layout (`build.rs` checks it): the BIOS core
+/// image's prefix names it on the boot disk, `(,gpt2)`, which GRUB completes with the
+/// drive the BIOS booted.
+pub const ESP_PARTITION: u32 = 2;
+
+/// Where each core image finds grub.cfg: EFI GRUB on the device it was loaded from, BIOS
+/// GRUB on partition ESP_PARTITION of the boot drive.
+fn prefix(platform: Platform) -> String {
+    match platform {
+        Platform::I386Pc => format!("(,gpt{ESP_PARTITION})/grub"),
+        Platform::X86_64Efi => "/grub".into(),
+    }
+}
 
 /// What goes into each slot's directory on the ESP.
 #[derive(Debug)]
@@ -45,11 +61,6 @@ pub struct SlotBoot<'a> {
 pub struct Esp {
     pub image: PathBuf,
     pub bios_core: PathBuf,
-}
-
-/// "1234abcd" -> "1234-ABCD", the form GRUB's `search --fs-uuid` uses for FAT.
-pub fn fat_uuid(volume_id: u32) -> String {
-    format!("{:04X}-{:04X}", volume_id >> 16, volume_id & 0xffff)
 }
 
 /// The GRUB script. Slot choice, in order of ORDER: the first slot with OK=1 and TRY=0 is
@@ -102,8 +113,11 @@ fi
 save_env -f $prefix/grubenv A_TRY B_TRY
 save_env -f $prefix/grubenv.b A_TRY B_TRY
 source /$cairn_slot/slot.cfg
+# The boot disk, for stage 1: the partition GUID of this ESP (each disk's own after its
+# first boot).
+probe --set=cairn_esp --part-uuid $root
 echo "cairn: booting slot $cairn_slot"
-linux /$cairn_slot/vmlinuz {cmdline} cairn.slot=$cairn_slot cairn.roothash=$cairn_roothash
+linux /$cairn_slot/vmlinuz {cmdline} cairn.slot=$cairn_slot cairn.roothash=$cairn_roothash cairn.esp=$cairn_esp
 initrd /$cairn_slot/initrd
 boot
 "#
@@ -118,15 +132,11 @@ pub fn build(grub: &Grub, work: &Path, size_mib: u64, volume_id: u32, slots: &[S
     };
     let grub_dir = work.join("grub");
     std::fs::create_dir_all(&grub_dir).map_err(io("cannot create", &grub_dir))?;
-    let early = grub_dir.join("early.cfg");
-    std::fs::write(&early, format!("search --no-floppy --fs-uuid --set=root {}\nset prefix=($root)/grub\n", fat_uuid(volume_id)))
-        .map_err(io("cannot write", &early))?;
-
     let bios_core = grub_dir.join("core.img");
     let efi = grub_dir.join("BOOTX64.EFI");
     for (platform, out, extra) in [(Platform::I386Pc, &bios_core, &["biosdisk"][..]), (Platform::X86_64Efi, &efi, &[][..])] {
         let modules: Vec<&str> = GRUB_MODULES.iter().chain(extra).copied().collect();
-        grub.mkimage(platform, &early, &modules, out, log)?;
+        grub.mkimage(platform, &prefix(platform), &modules, out, log)?;
     }
 
     let cfg = grub_dir.join("grub.cfg");
@@ -201,8 +211,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fat_uuid_matches_grub_form() {
-        assert_eq!(fat_uuid(0x1234abcd), "1234-ABCD");
+    fn core_images_read_the_boot_disk_only() {
+        assert_eq!(prefix(Platform::I386Pc), "(,gpt2)/grub");
+        assert_eq!(prefix(Platform::X86_64Efi), "/grub");
+        let cfg = grub_cfg("console=ttyS0");
+        assert!(!cfg.contains("search"), "grub.cfg must not look on other disks: {cfg}");
+        assert!(cfg.contains("probe --set=cairn_esp --part-uuid $root") && cfg.contains("cairn.esp=$cairn_esp"));
     }
 
     #[test]

@@ -86,8 +86,8 @@ impl Grub {
     }
 
     /// `grub-mkimage -O <platform>` from the tree, with the tree's modules: a core image
-    /// with `modules` built in, `early_cfg` embedded and `/grub` as its prefix.
-    pub fn mkimage(&self, platform: Platform, early_cfg: &Path, modules: &[&str], out: &Path, log: &Path) -> Result<(), GrubError> {
+    /// with `modules` built in and `prefix` (where grub.cfg is) compiled in.
+    pub fn mkimage(&self, platform: Platform, prefix: &str, modules: &[&str], out: &Path, log: &Path) -> Result<(), GrubError> {
         // grub-mkimage's format names are the platforms' directory names.
         let format = platform.dir_name();
         let mut cmd = Command::new(self.loader());
@@ -97,8 +97,7 @@ impl Grub {
             .arg(self.tree.join("usr/bin/grub-mkimage"))
             .arg("-d")
             .arg(self.modules_dir(platform))
-            .args(["-O", format, "-p", "/grub", "-c"])
-            .arg(early_cfg)
+            .args(["-O", format, "-p", prefix])
             .arg("-o")
             .arg(out)
             .args(modules);

@@ -21,24 +21,27 @@ pub enum BootctlError {
     Grubenv(#[from] grubenv::GrubenvError),
 }
 
-/// Where the ESP is mounted for a change, and where /dev and /sys are ("", or "/sysroot" in
-/// stage 1 after it moved them into the new root).
+/// Where the ESP is: on which disk (the boot disk, see `blockdev`), where /dev and /sys are
+/// ("", or "/sysroot" in stage 1 after it moved them into the new root), and where it is
+/// mounted for a change.
 #[derive(Debug, Clone)]
 pub struct EspAccess {
+    pub disk: String,
     pub root: String,
     pub mount_dir: String,
 }
 
-impl Default for EspAccess {
-    fn default() -> Self {
-        EspAccess { root: String::new(), mount_dir: "/run/cairn/esp".into() }
+impl EspAccess {
+    /// Stage 2's view: the boot disk stage 1 recorded.
+    pub fn recorded() -> Option<EspAccess> {
+        Some(EspAccess { disk: crate::blockdev::recorded_boot_disk("")?, root: String::new(), mount_dir: "/run/cairn/esp".into() })
     }
 }
 
 /// Reads grubenv, lets `change` edit it, and writes both copies back if it changed or if
 /// the copies were damaged or out of step. Returns the state after the change.
 pub fn update(sys: &dyn Sys, access: &EspAccess, change: impl FnOnce(&mut GrubEnv)) -> Result<GrubEnv, BootctlError> {
-    let part = crate::blockdev::wait_for_label(ESP_LABEL, &access.root, std::time::Duration::from_secs(5))?;
+    let part = crate::blockdev::wait_for_label(ESP_LABEL, &access.root, &access.disk, std::time::Duration::from_secs(5))?;
     let dev = format!("{}/dev/{}", access.root, part.name);
     let _ = std::fs::create_dir_all(&access.mount_dir);
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
@@ -64,4 +67,24 @@ pub fn update(sys: &dyn Sys, access: &EspAccess, change: impl FnOnce(&mut GrubEn
     sys.sync();
     let _ = sys.umount(&access.mount_dir, false);
     result
+}
+
+/// Counts a failed boot of `slot` (see `GrubEnv::record_failed_boot`; `retry`: stage 1's
+/// bounded retry of the same slot) and says what the next boot will be. Best effort: the
+/// caller is on its way to a reboot.
+pub fn record_failed_boot(sys: &dyn Sys, access: &EspAccess, slot: cairn_updater::slot::Slot, retry: bool) {
+    let mut after = None;
+    match update(sys, access, |env| after = Some(env.record_failed_boot(slot, retry))) {
+        Ok(_) => match after {
+            Some(grubenv::AfterFailure::Counted { failures, next }) => {
+                let next = next.map_or("none (GRUB clears the try flags and retries)".to_owned(), |n| format!("slot {n}"));
+                say!("recorded a failed boot of slot {slot} ({failures} of {} in a row); the next boot: {next}", grubenv::BOOT_ATTEMPTS)
+            }
+            Some(grubenv::AfterFailure::HandOver { failures }) => {
+                say!("recorded a failed boot of slot {slot} ({failures} in a row): GRUB skips it from now on and boots slot {}", slot.other())
+            }
+            None => {}
+        },
+        Err(e) => say!("could not record the failed boot of slot {slot} ({e}); GRUB's try flag decides the next boot"),
+    }
 }

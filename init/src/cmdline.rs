@@ -1,5 +1,6 @@
 //! The kernel command line parameters Cairn reads.
 
+use cairn_updater::gpt::Guid;
 use cairn_updater::slot::Slot;
 
 #[derive(Debug, thiserror::Error)]
@@ -14,6 +15,9 @@ pub enum CmdlineError {
 pub struct BootParams {
     pub slot: Slot,
     pub root_hash: String,
+    /// `cairn.esp=`: the partition GUID of the ESP GRUB booted from, which names the boot
+    /// disk (GRUB's `probe --part-uuid`).
+    pub esp: Guid,
 }
 
 pub fn value<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
@@ -27,7 +31,9 @@ pub fn parse(cmdline: &str) -> Result<BootParams, CmdlineError> {
     if root_hash.len() != 64 || !root_hash.chars().all(|c| c.is_ascii_hexdigit()) {
         return Err(CmdlineError::Bad(format!("cairn.roothash={root_hash:?} is not a sha256 hex digest")));
     }
-    Ok(BootParams { slot, root_hash: root_hash.to_owned() })
+    let esp = value(cmdline, "cairn.esp").filter(|v| !v.is_empty()).ok_or(CmdlineError::Missing("cairn.esp"))?;
+    let esp = Guid::parse(esp).map_err(|e| CmdlineError::Bad(format!("cairn.esp: {e}")))?;
+    Ok(BootParams { slot, root_hash: root_hash.to_owned(), esp })
 }
 
 #[cfg(test)]
@@ -37,9 +43,12 @@ mod tests {
     #[test]
     fn parses_slot_and_hash() {
         let h = "ab".repeat(32);
-        let p = parse(&format!("console=ttyS0 cairn.slot=b cairn.roothash={h} quiet"));
-        assert_eq!(p.ok(), Some(BootParams { slot: Slot::B, root_hash: h }));
+        let esp = "0f3a6d1e-5b2c-4d8e-9a7b-1c2d3e4f5a6b";
+        let p = parse(&format!("console=ttyS0 cairn.slot=b cairn.roothash={h} cairn.esp={esp} quiet"));
+        assert_eq!(p.ok(), Some(BootParams { slot: Slot::B, root_hash: h.clone(), esp: Guid::parse(esp).unwrap_or(Guid([0; 16])) }));
         assert!(parse("console=ttyS0").is_err());
         assert!(parse("cairn.slot=a cairn.roothash=xyz").is_err());
+        // GRUB without `probe --part-uuid` leaves it empty: an error, not "any disk".
+        assert!(matches!(parse(&format!("cairn.slot=a cairn.roothash={h} cairn.esp=")), Err(CmdlineError::Missing("cairn.esp"))));
     }
 }

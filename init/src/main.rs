@@ -22,10 +22,14 @@ fn main() {
             }
         } else if let Err(e) = stage2::run(&sys, start_ms) {
             say!("FATAL: {e}");
+            stage2::record_failure(&sys);
         }
     });
     if outcome.is_err() {
         say!("FATAL: PID 1 hit a bug (panic) in stage {}; rebooting", if stage1 { 1 } else { 2 });
+        if !stage1 {
+            stage2::record_failure(&sys);
+        }
     }
     // Only reached on a fatal error: never return to the kernel.
     sys.sync();

@@ -1,8 +1,11 @@
 //! Stage 1: `/init` in the initramfs. Mounts the verified root and the data partition, then
 //! switches to the root and executes stage 2 (`/sbin/init`, the same binary).
 //!
-//! Any error is fatal for this slot: we say why on the console, mark the slot bad in grubenv
-//! (best effort; GRUB's try flag already makes the next boot skip it) and reboot.
+//! An error ends this boot: we say why on the console and reboot. What it costs the slot
+//! depends on the error ([`Stage1Error::breaks_slot`]): a slot whose content is wrong (verity
+//! mismatch, no /sbin/init) is marked bad at once; a boot that failed for a reason outside
+//! the slot (a disk that did not appear in time, a module that did not load) is counted,
+//! and the slot is retried up to `grubenv::BOOT_ATTEMPTS` times before the other slot boots.
 
 use crate::blockdev::{self, PartitionDev};
 use crate::sys::{Power, Sys};
@@ -12,11 +15,14 @@ use cairn_updater::verity::Superblock;
 use nix::mount::MsFlags;
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 pub const SYSROOT: &str = "/sysroot";
 /// Set once /dev, /proc, /sys have moved into the new root: they are then under /sysroot.
 static DEV_MOVED: AtomicBool = AtomicBool::new(false);
+/// The boot disk, once found (for marking the slot bad on the way out).
+static BOOT_DISK: OnceLock<String> = OnceLock::new();
 const PARTITION_WAIT: Duration = Duration::from_secs(20);
 
 #[derive(Debug, thiserror::Error)]
@@ -31,12 +37,24 @@ pub enum Stage1Error {
     Dm(#[from] dm::DmError),
     #[error("mounting {what} failed: {errno}")]
     Mount { what: String, errno: nix::Error },
+    #[error("the root of slot {slot} ({dev}, squashfs on dm-verity) does not mount: {errno} (a verity mismatch reads as an I/O error)")]
+    Root { slot: Slot, dev: String, errno: nix::Error },
     #[error("reading the verity superblock of {dev}: {reason}")]
     Superblock { dev: String, reason: String },
     #[error("the verified root of slot {0} has no /sbin/init: refusing to boot an empty or foreign root")]
     EmptyRoot(Slot),
     #[error("switch_root: {0}")]
     Switch(String),
+}
+
+impl Stage1Error {
+    /// The slot's own content is wrong, so booting it again cannot help: its root hash on
+    /// the command line, its verity data, its root file system. Everything else (devices
+    /// that did not appear, modules, mounts of the API file systems, the switch) may be
+    /// transient and gets a bounded retry.
+    pub fn breaks_slot(&self) -> bool {
+        matches!(self, Stage1Error::Cmdline(_) | Stage1Error::Dm(_) | Stage1Error::Root { .. } | Stage1Error::Superblock { .. } | Stage1Error::EmptyRoot(_))
+    }
 }
 
 /// Runs stage 1. Returns only on error; on success it has exec'd stage 2.
@@ -49,8 +67,16 @@ pub fn run(sys: &dyn Sys, start_ms: u64) -> Result<(), (Option<Slot>, Stage1Erro
         let t = crate::log::uptime_ms();
         let n = kmod::load_list("/etc/cairn/modules")?;
         say!("stage 1: slot {slot}, {n} kernel modules loaded in {} ms", crate::log::uptime_ms() - t);
+        let disk = blockdev::wait_for_boot_disk(params.esp, PARTITION_WAIT)?;
+        say!("stage 1: boot disk {disk} (it holds the ESP GRUB booted from, {}); partitions on other disks are ignored", params.esp);
+        let _ = BOOT_DISK.set(disk.clone());
+        // /run moves into the root below: stage 2 finds the boot disk here.
+        let recorded = std::fs::create_dir_all("/run/cairn").and_then(|()| std::fs::write(blockdev::BOOT_DISK_FILE, &disk));
+        if let Err(e) = recorded {
+            say!("WARNING: cannot record the boot disk in {}: {e}; stage 2 will not be able to mark the slot good", blockdev::BOOT_DISK_FILE);
+        }
         let t = crate::log::uptime_ms();
-        mount_root(sys, slot, &params.root_hash)?;
+        mount_root(sys, slot, &disk, &params.root_hash)?;
         say!("stage 1: root of slot {slot} verified (dm-verity {}...) and mounted read-only in {} ms", &params.root_hash[..12], crate::log::uptime_ms() - t);
         let t = crate::log::uptime_ms();
         for d in ["dev", "proc", "sys", "run"] {
@@ -60,7 +86,7 @@ pub fn run(sys: &dyn Sys, start_ms: u64) -> Result<(), (Option<Slot>, Stage1Erro
                 DEV_MOVED.store(true, Ordering::SeqCst);
             }
         }
-        if let Err(e) = mount_data(sys) {
+        if let Err(e) = mount_data(sys, &disk) {
             // /data problems do not make the slot bad (the other slot shares the same
             // /data); the node comes up with a RAM-backed /data and says so loudly.
             say!("WARNING: /data is unavailable ({e}); using a temporary in-memory /data: nothing written there survives a reboot");
@@ -100,9 +126,9 @@ fn read_superblock(dev: &str) -> Result<Superblock, Stage1Error> {
 }
 
 /// dm-verity over the slot's root partition, then the squashfs on top, read-only.
-fn mount_root(sys: &dyn Sys, slot: Slot, root_hash: &str) -> Result<(), Stage1Error> {
-    let data = blockdev::wait_for_label(slot.root_label(), "", PARTITION_WAIT)?;
-    let hash = blockdev::wait_for_label(slot.verity_label(), "", PARTITION_WAIT)?;
+fn mount_root(sys: &dyn Sys, slot: Slot, disk: &str, root_hash: &str) -> Result<(), Stage1Error> {
+    let data = blockdev::wait_for_label(slot.root_label(), "", disk, PARTITION_WAIT)?;
+    let hash = blockdev::wait_for_label(slot.verity_label(), "", disk, PARTITION_WAIT)?;
     let sb = read_superblock(&hash.dev_path())?;
     let table = sb.table_params(&data.dev_path(), &hash.dev_path(), root_hash);
     let minor = dm::create("root", sb.data_sectors(), "verity", &table)?;
@@ -111,8 +137,7 @@ fn mount_root(sys: &dyn Sys, slot: Slot, root_hash: &str) -> Result<(), Stage1Er
         return Err(Stage1Error::Switch(format!("{dev} did not appear after creating the verity device")));
     }
     let _ = std::fs::create_dir_all(SYSROOT);
-    sys.mount(&dev, SYSROOT, "squashfs", MsFlags::MS_RDONLY | MsFlags::MS_NODEV, "")
-        .map_err(|errno| Stage1Error::Mount { what: format!("root of slot {slot} ({dev}, squashfs on dm-verity)"), errno })?;
+    sys.mount(&dev, SYSROOT, "squashfs", MsFlags::MS_RDONLY | MsFlags::MS_NODEV, "").map_err(|errno| Stage1Error::Root { slot, dev: dev.clone(), errno })?;
     if std::fs::symlink_metadata(format!("{SYSROOT}/sbin/init")).is_err() {
         let _ = sys.umount(SYSROOT, false);
         return Err(Stage1Error::EmptyRoot(slot));
@@ -122,8 +147,8 @@ fn mount_root(sys: &dyn Sys, slot: Slot, root_hash: &str) -> Result<(), Stage1Er
 
 /// The data partition: grown to the end of the disk, formatted only if blank (first boot),
 /// repaired by e2fsck if damaged (see `data.rs`), grown online if the disk grew since.
-fn mount_data(sys: &dyn Sys) -> Result<(), String> {
-    let mut part = blockdev::wait_for_label(DATA_LABEL, SYSROOT, PARTITION_WAIT).map_err(|e| e.to_string())?;
+fn mount_data(sys: &dyn Sys, disk: &str) -> Result<(), String> {
+    let mut part = blockdev::wait_for_label(DATA_LABEL, SYSROOT, disk, PARTITION_WAIT).map_err(|e| e.to_string())?;
     let dev = format!("{SYSROOT}/dev/{}", part.name);
     let disk_dev = format!("{SYSROOT}/dev/{}", part.disk);
     if let Some(grown) = grow_partition(&part, &disk_dev)? {
@@ -133,10 +158,40 @@ fn mount_data(sys: &dyn Sys) -> Result<(), String> {
     let state = std::fs::File::open(&dev)
         .and_then(|mut f| data::classify(&mut f, part.size_sectors * 512))
         .map_err(|e| error_chain(&data::DataError::Read { dev: dev.clone(), source: e }))?;
+    if state == data::State::Blank {
+        // First boot: this disk stops being a byte-for-byte copy of the image (and of every
+        // other disk flashed from it), so the boot disk can be told apart from a copy.
+        match new_disk_identity(&disk_dev, part.disk.as_str()) {
+            Ok(esp) => say!("stage 1: first boot: the disk has its own GUIDs now (ESP {esp})"),
+            Err(e) => say!("WARNING: could not give the disk its own GUIDs ({e}); a copy of this image attached later could not be told apart from it"),
+        }
+    }
     let paths = data::Paths { dev: dev.clone(), dev_in_root: format!("/dev/{}", part.name), root: SYSROOT.into(), target: format!("{SYSROOT}/data") };
     data::mount(sys, &paths, state, part.size_sectors >> 11).map_err(|e| error_chain(&e))?;
     grow_fs(&dev, &paths.target, part.size_sectors * 512);
     Ok(())
+}
+
+/// Gives the disk and each partition a random GUID (systemd-repart's first-boot
+/// "factory reset" of identity); types, labels and extents stay. Returns the ESP's new GUID.
+fn new_disk_identity(disk_dev: &str, disk: &str) -> Result<cairn_updater::gpt::Guid, String> {
+    use cairn_updater::gpt::Guid;
+    let mut gpt = blockdev::read_gpt(SYSROOT, disk).ok_or_else(|| format!("no readable GPT on {disk_dev}"))?;
+    let random = || -> Result<Guid, String> {
+        let mut b = [0u8; 16];
+        // getrandom(2) GRND_INSECURE: never blocks on an entropy pool still filling at boot;
+        // a GUID needs uniqueness, not secrecy.
+        rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::INSECURE).map_err(|e| format!("getrandom: {e}"))?;
+        Ok(Guid::from_random(b))
+    };
+    gpt.disk_guid = random()?;
+    for p in &mut gpt.partitions {
+        p.part_guid = random()?;
+    }
+    let mut f = std::fs::OpenOptions::new().read(true).write(true).open(disk_dev).map_err(|e| format!("open {disk_dev}: {e}"))?;
+    gpt.write(&mut f).map_err(|e| e.to_string())?;
+    f.sync_all().map_err(|e| e.to_string())?;
+    gpt.find(cairn_updater::slot::ESP_LABEL).map(|p| p.part_guid).ok_or_else(|| "the GPT has no ESP".into())
 }
 
 /// An error and its causes on one console line.
@@ -228,17 +283,27 @@ fn exec_init() -> std::io::Error {
     std::process::Command::new("/sbin/init").arg0("/sbin/init").exec()
 }
 
-/// The slot cannot boot: say why, mark it bad, reboot into the other slot.
+/// This boot failed: say why, mark the slot bad or count the failure (see
+/// [`Stage1Error::breaks_slot`]), reboot.
 pub fn fail(sys: &dyn Sys, slot: Option<Slot>, err: &Stage1Error) -> ! {
     match slot {
         Some(slot) => {
             say!("FATAL slot {slot}: {err}");
-            say!("marking slot {slot} failed and rebooting into slot {}", slot.other());
             // /dev may already have moved into the new root.
             let root = if DEV_MOVED.load(Ordering::SeqCst) { SYSROOT } else { "" };
-            let access = bootctl::EspAccess { root: root.into(), mount_dir: "/cairn-esp".into() };
-            if let Err(e) = bootctl::update(sys, &access, |env| env.mark_bad(slot)) {
-                say!("could not mark slot {slot} bad ({e}); GRUB's try flag makes the next boot skip it anyway");
+            match BOOT_DISK.get() {
+                Some(disk) => {
+                    let access = bootctl::EspAccess { disk: disk.clone(), root: root.into(), mount_dir: "/cairn-esp".into() };
+                    if err.breaks_slot() {
+                        say!("marking slot {slot} bad and rebooting into slot {}", slot.other());
+                        if let Err(e) = bootctl::update(sys, &access, |env| env.mark_bad(slot)) {
+                            say!("could not mark slot {slot} bad ({e}); GRUB's try flag makes the next boot skip it anyway");
+                        }
+                    } else {
+                        bootctl::record_failed_boot(sys, &access, slot, true);
+                    }
+                }
+                None => say!("the boot disk is not known, so slot {slot} is not marked; GRUB's try flag makes the next boot skip it"),
             }
         }
         None => say!("FATAL: {err}; rebooting"),
@@ -255,6 +320,17 @@ pub fn fail(sys: &dyn Sys, slot: Option<Slot>, err: &Stage1Error) -> ! {
 mod tests {
     use super::*;
     use crate::sys::Recorder;
+
+    /// Issue 8 item 7: only errors about the slot's own content mark it bad for good.
+    #[test]
+    fn only_a_broken_slot_is_marked_bad_a_failed_boot_is_retried() {
+        let broken = Stage1Error::EmptyRoot(Slot::A);
+        assert!(broken.breaks_slot());
+        assert!(Stage1Error::Root { slot: Slot::A, dev: "/dev/dm-0".into(), errno: nix::Error::EIO }.breaks_slot());
+        let timeout = Stage1Error::Block(blockdev::BlockError::NotFound { label: "root-a".into(), disk: "vda".into(), secs: 20 });
+        assert!(!timeout.breaks_slot(), "a partition that did not appear in time is a failed boot, not a broken slot");
+        assert!(!Stage1Error::Mount { what: "move /dev".into(), errno: nix::Error::EBUSY }.breaks_slot());
+    }
 
     #[test]
     fn switch_root_moves_before_chroot() {

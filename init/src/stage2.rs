@@ -116,9 +116,18 @@ pub fn run(sys: &dyn Sys, start_ms: u64) -> Result<(), Stage2Error> {
         }
     };
 
+    let monitor = StallMonitor::start();
+    let mut ready_at: Option<Instant> = None;
+    let mut stable_recorded = false;
     loop {
+        monitor.turned();
         if let Some(w) = watchdog.as_mut() {
             w.pet_if_due();
+        }
+        // Up and ready long enough: the slot's failed boots no longer count.
+        if !stable_recorded && ready_at.is_some_and(|t| t.elapsed() >= Duration::from_secs(cairn_updater::grubenv::STABLE_AFTER_S)) {
+            stable_recorded = true;
+            mark_stable(sys);
         }
         if !hub.check() {
             return Err(Stage2Error::LogThreadLost);
@@ -136,6 +145,7 @@ pub fn run(sys: &dyn Sys, start_ms: u64) -> Result<(), Stage2Error> {
                     say!("WARNING: health gate: {} never became ready within {} s; marking the slot good anyway", waiting.join(", "), GATE_TIMEOUT.as_secs());
                 }
                 ready = true;
+                ready_at = Some(Instant::now());
                 mark_good(sys, &slot);
                 sup.set_ready();
                 say!(
@@ -185,6 +195,7 @@ pub fn run(sys: &dyn Sys, start_ms: u64) -> Result<(), Stage2Error> {
             }
         }
         if let Some(how) = sup.shutdown_done() {
+            monitor.shutting_down();
             crate::shutdown::finish(sys, how, &|| std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default());
         }
 
@@ -323,14 +334,90 @@ fn setup_identity() {
     let _ = nix::unistd::sethostname(name.trim());
 }
 
+/// The running slot, from the kernel command line.
+fn running_slot() -> Option<cairn_updater::slot::Slot> {
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    crate::cmdline::value(&cmdline, "cairn.slot").and_then(|s| cairn_updater::slot::Slot::parse(s).ok())
+}
+
+/// PID 1's fatal path (an error or a bug in stage 2): count this as a failed boot of the
+/// running slot before the reboot, so a slot that keeps failing hands over.
+pub fn record_failure(sys: &dyn Sys) {
+    match (running_slot(), bootctl::EspAccess::recorded()) {
+        (Some(slot), Some(access)) => bootctl::record_failed_boot(sys, &access, slot, false),
+        _ => say!("WARNING: cannot record the failed boot (no slot on the command line or no boot disk recorded)"),
+    }
+}
+
+/// Watches the main loop from a thread of its own. If the loop has not turned for
+/// `STALL_RECORD` (the watchdog resets the node at `watchdog::TIMEOUT`), it records a failed
+/// boot of the running slot, once: a watchdog reset then leaves a record, which a power cut
+/// never does. Not during a shutdown, whose last steps may legitimately take long.
+struct StallMonitor {
+    /// Milliseconds of uptime when the loop last turned.
+    turned_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    shutting_down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+const STALL_RECORD: Duration = Duration::from_secs(40);
+
+impl StallMonitor {
+    fn start() -> StallMonitor {
+        use std::sync::atomic::Ordering;
+        let turned_ms = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(crate::log::uptime_ms()));
+        let shutting_down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (t, down) = (turned_ms.clone(), shutting_down.clone());
+        let spawned = std::thread::Builder::new().name("stall-monitor".into()).stack_size(128 * 1024).spawn(move || loop {
+            std::thread::sleep(Duration::from_secs(2));
+            let stalled = crate::log::uptime_ms().saturating_sub(t.load(Ordering::Relaxed));
+            if stalled >= STALL_RECORD.as_millis() as u64 && !down.load(Ordering::Relaxed) {
+                say!("PID 1's main loop has not turned for {} s: the watchdog will reset the node", stalled / 1000);
+                record_failure(&crate::sys::RealSys);
+                return;
+            }
+        });
+        if let Err(e) = spawned {
+            say!("WARNING: cannot start the stall monitor ({e}); a watchdog reset will not be counted against the slot");
+        }
+        StallMonitor { turned_ms, shutting_down }
+    }
+
+    fn turned(&self) {
+        self.turned_ms.store(crate::log::uptime_ms(), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn shutting_down(&self) {
+        self.shutting_down.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 fn mark_good(sys: &dyn Sys, slot: &str) {
     let Ok(slot) = cairn_updater::slot::Slot::parse(slot) else {
         say!("WARNING: no cairn.slot on the kernel command line; not touching grubenv");
         return;
     };
-    match bootctl::update(sys, &bootctl::EspAccess::default(), |env| env.mark_good(slot)) {
+    let Some(access) = bootctl::EspAccess::recorded() else {
+        say!("WARNING: stage 1 recorded no boot disk in {}; not touching grubenv (the next boot will fall back to the other slot)", crate::blockdev::BOOT_DISK_FILE);
+        return;
+    };
+    match bootctl::update(sys, &access, |env| env.mark_good(slot)) {
         Ok(_) => say!("slot {slot} marked good"),
         Err(e) => say!("WARNING: could not mark slot {slot} good: {e}; the next boot will fall back to the other slot"),
+    }
+}
+
+/// Forgets the running slot's failed boots (see `GrubEnv::mark_stable`); writes grubenv
+/// only if there were any.
+fn mark_stable(sys: &dyn Sys) {
+    let (Some(slot), Some(access)) = (running_slot(), bootctl::EspAccess::recorded()) else { return };
+    let mut had = 0;
+    match bootctl::update(sys, &access, |env| {
+        had = env.failures(slot);
+        env.mark_stable(slot);
+    }) {
+        Ok(_) if had > 0 => say!("slot {slot} ran stably for {} s: its {had} failed boot(s) no longer count", cairn_updater::grubenv::STABLE_AFTER_S),
+        Ok(_) => {}
+        Err(e) => say!("WARNING: could not reset the failed boots of slot {slot}: {e}"),
     }
 }
 

@@ -31,11 +31,14 @@ pub struct MachineConfig {
     pub host_port_forwards: Vec<(u16, u16)>,
     /// Extra read-only raw disks (/dev/vdb, /dev/vdc, ... in the guest), e.g. a tarball.
     pub extra_drives: Vec<PathBuf>,
+    /// Read-only raw disks enumerated *before* the boot disk (so the first is /dev/vda and
+    /// the boot disk comes after them); the firmware still boots the boot disk (bootindex).
+    pub drives_before: Vec<PathBuf>,
 }
 
 impl MachineConfig {
     pub fn new(name: &str, disk: &Path, firmware: Firmware) -> MachineConfig {
-        MachineConfig { name: name.to_owned(), disk: disk.to_owned(), disk_size_mb: 2048, firmware, memory_mb: 1024, cpus: 2, host_port_forwards: Vec::new(), extra_drives: Vec::new() }
+        MachineConfig { name: name.to_owned(), disk: disk.to_owned(), disk_size_mb: 2048, firmware, memory_mb: 1024, cpus: 2, host_port_forwards: Vec::new(), extra_drives: Vec::new(), drives_before: Vec::new() }
     }
 }
 
@@ -160,8 +163,14 @@ impl Machine {
             .arg("-chardev")
             .arg(format!("socket,id=agent,path={},server=on,wait=off", agent_sock.display()))
             .args(["-device", "virtconsole,chardev=agent"])
-            .arg("-drive")
-            .arg(format!("file={},format=qcow2,if=virtio,cache=unsafe", d.join("overlay.qcow2").display()))
+            ;
+        for (i, before) in self.cfg.drives_before.iter().enumerate() {
+            cmd.arg("-drive").arg(format!("file={},format=raw,if=none,id=before{i},readonly=on,file.locking=off", before.display()));
+            cmd.args(["-device", &format!("virtio-blk-pci,drive=before{i}")]);
+        }
+        cmd.arg("-drive")
+            .arg(format!("file={},format=qcow2,if=none,id=boot,cache=unsafe", d.join("overlay.qcow2").display()))
+            .args(["-device", "virtio-blk-pci,drive=boot,bootindex=0"])
             .args(["-device", "virtio-rng-pci"]);
         for extra in &self.cfg.extra_drives {
             cmd.arg("-drive").arg(format!("file={},format=raw,if=virtio,readonly=on", extra.display()));
@@ -391,6 +400,11 @@ impl Machine {
             return Err(HarnessError::Qmp(format!("qemu-io read {len} bytes at {offset}: got {}", bytes.len())));
         }
         Ok(bytes)
+    }
+
+    /// Attaches a read-only disk ahead of the boot disk from the next start on.
+    pub fn attach_before_boot_disk(&mut self, disk: &Path) {
+        self.cfg.drives_before.push(disk.to_owned());
     }
 
     /// Starts QEMU again on the same overlay after it exited (or for the first time, after

@@ -221,6 +221,35 @@ fn a_zeroed_grubenv_still_boots_and_is_repaired() -> R {
     Ok(())
 }
 
+/// Issue 8 item 1: labels used to be looked up on any disk, the first match in name order
+/// winning, so a copy of the image that is /dev/vda became the root and /data of a node that
+/// booted from /dev/vdb. Now only the disk holding the ESP GRUB booted from counts.
+#[test]
+fn a_second_disk_with_the_same_labels_is_ignored() -> R {
+    let image = test_image()?;
+    let mut m = boot("a_second_disk_with_the_same_labels_is_ignored", Firmware::Bios)?;
+    m.wait_for_ready(BOOT_TIMEOUT)?;
+    m.wait_for_agent(Duration::from_secs(60))?;
+    assert!(m.console_log().contains("first boot: the disk has its own GUIDs now"), "no new disk identity on the first boot");
+    assert!(m.shutdown(Duration::from_secs(120))?.success());
+    // A never-booted copy of the same image, as /dev/vda; the node's own disk is now vdb.
+    m.attach_before_boot_disk(&image.disk_path());
+    m.restart()?;
+    m.wait_for_ready(BOOT_TIMEOUT)?;
+    m.wait_for_agent(Duration::from_secs(60))?;
+    let disks = m.succeed("ls /sys/block | grep '^vd'")?;
+    assert_eq!(disks.split_whitespace().collect::<Vec<_>>(), ["vda", "vdb"], "the copy is not attached");
+    // The device /data is mounted from, by number, among the boot disk's partitions.
+    let data = m.succeed("findmnt -n -o MAJ:MIN /data")?;
+    let vdb = m.succeed("cat /sys/block/vdb/vdb*/dev")?;
+    assert!(vdb.lines().any(|d| d.trim() == data.trim()), "/data ({data}) is not on the boot disk vdb ({vdb})");
+    let root = m.succeed("ls /sys/block/dm-0/slaves")?;
+    let slaves: Vec<&str> = root.split_whitespace().collect();
+    assert!(!slaves.is_empty() && slaves.iter().all(|s| s.starts_with("vdb")), "the verified root is not from the boot disk: {slaves:?}");
+    assert!(m.console_log().contains("boot disk vdb"), "stage 1 did not name the boot disk");
+    Ok(())
+}
+
 #[test]
 fn reboot_from_guest_is_clean() -> R {
     let m = boot("reboot_from_guest_is_clean", Firmware::Uefi)?;
@@ -302,6 +331,10 @@ fn a_stalled_pid1_is_rebooted_by_the_watchdog() -> R {
     // Stop PID 1's main loop: nothing pets the watchdog any more, so the kernel reboots.
     m.mark_console();
     freeze_pid1(&m)?;
+    // Issue 8 item 8: the stall monitor (a thread the frozen loop does not hold) records the
+    // failed boot before the watchdog resets, so a slot that keeps hanging hands over; a
+    // committed slot is retried below the limit.
+    m.wait_for_console_text("recorded a failed boot of slot a (1 of 3 in a row); the next boot: slot a", Duration::from_secs(120))?;
     m.wait_for_console_text("softdog: Initiating system reboot", Duration::from_secs(180))?;
     let second = m.wait_for_ready(BOOT_TIMEOUT)?;
     assert_ne!(first.boot_id, second.boot_id, "the watchdog did not reboot the node");

@@ -85,6 +85,13 @@ impl Guid {
         Ok(Guid(swap(b)))
     }
 
+    /// A version-4 GUID from 16 random bytes (each flashed disk's own identity).
+    pub fn from_random(mut b: [u8; 16]) -> Guid {
+        b[6] = (b[6] & 0x0f) | 0x40;
+        b[8] = (b[8] & 0x3f) | 0x80;
+        Guid(swap(b))
+    }
+
     /// A version-4-shaped GUID from sha256(seed || purpose): reproducible images.
     pub fn derive(seed: &[u8], purpose: &str) -> Guid {
         let mut h = Sha256::new();

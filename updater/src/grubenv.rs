@@ -15,6 +15,19 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 pub const GRUBENV_SIZE: usize = 1024;
+/// Failed boots in a row (each with a record) after which GRUB is sent to the other slot.
+pub const BOOT_ATTEMPTS: u32 = 3;
+/// Uptime past ready after which a slot's failed boots are forgotten.
+pub const STABLE_AFTER_S: u64 = 600;
+
+/// What [`GrubEnv::record_failed_boot`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterFailure {
+    /// Counted (`failures` in a row); GRUB's next choice is `next`.
+    Counted { failures: u32, next: Option<Slot> },
+    /// The slot has failed `failures` boots in a row: GRUB skips it from now on.
+    HandOver { failures: u32 },
+}
 /// The two copies' names, in the order they are read and written.
 pub const COPIES: [&str; 2] = ["grubenv", "grubenv.b"];
 const HEADER: &str = "# GRUB Environment Block\n";
@@ -157,10 +170,47 @@ impl GrubEnv {
         self.put(s, "OK", false);
         self.put(s, "TRY", false);
     }
-    /// Boot `s` first from now on (after an update was written into it).
+    /// Boot `s` first from now on (after an update was written into it): new content
+    /// starts with no failed boots.
     pub fn set_primary(&mut self, s: Slot) {
         let _ = self.set("ORDER", &format!("{} {}", s.letter(), s.other().letter()));
         self.mark_good(s);
+        self.mark_stable(s);
+    }
+
+    /// Failed boots of `s` in a row that left a record (`X_FAILS`).
+    pub fn failures(&self, s: Slot) -> u32 {
+        self.get(&format!("{}_FAILS", s.letter())).and_then(|v| v.parse().ok()).unwrap_or(0)
+    }
+
+    /// A boot of `s` failed and something recorded it (stage 1's error path for a boot that
+    /// failed without the slot being broken, PID 1's fatal path, its stall monitor before a
+    /// watchdog reset). A power cut records nothing and so never counts.
+    ///
+    /// At [`BOOT_ATTEMPTS`] failures in a row TRY is set, so GRUB boots the other slot, even
+    /// if `s` was committed long ago (a slot that fails after marking itself good would
+    /// otherwise be booted forever). Below it, `retry` (stage 1: the slot never got to show
+    /// anything, and a slow disk must not flip the node to its older slot) clears TRY so
+    /// GRUB tries `s` again; otherwise TRY stays as GRUB left it: a slot still on trial falls
+    /// back at once, a committed one boots again.
+    pub fn record_failed_boot(&mut self, s: Slot, retry: bool) -> AfterFailure {
+        let failures = self.failures(s).saturating_add(1);
+        let _ = self.set(&format!("{}_FAILS", s.letter()), &failures.to_string());
+        if failures >= BOOT_ATTEMPTS {
+            self.put(s, "TRY", true);
+            return AfterFailure::HandOver { failures };
+        }
+        if retry {
+            self.put(s, "TRY", false);
+        }
+        AfterFailure::Counted { failures, next: self.next_boot() }
+    }
+
+    /// `s` has run long enough since its last start ([`STABLE_AFTER_S`]): its failed boots
+    /// no longer count. (Mark-good alone does not reset them: a slot that fails every time a
+    /// few minutes after it marked itself good must still hand over.)
+    pub fn mark_stable(&mut self, s: Slot) {
+        let _ = self.set(&format!("{}_FAILS", s.letter()), "0");
     }
     /// The slot GRUB's script would boot: the first in ORDER with OK=1 and TRY=0.
     pub fn next_boot(&self) -> Option<Slot> {
@@ -294,6 +344,42 @@ mod tests {
         assert_eq!(back.get("A_OK"), Some("0"));
         assert_eq!(back.get("X"), Some("1"));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Issue 8 items 7 and 8: failed boots with a record are counted per slot; a committed
+    /// slot is retried below the limit and handed over at it; mark-good does not forget
+    /// them, a stable run does.
+    #[test]
+    fn a_committed_slot_that_keeps_failing_hands_over() {
+        let mut e = GrubEnv::new_ab();
+        for n in 1..BOOT_ATTEMPTS {
+            // GRUB set TRY before the boot; it reached mark-good, then failed with a record.
+            let _ = e.set("A_TRY", "1");
+            e.mark_good(Slot::A);
+            assert_eq!(e.record_failed_boot(Slot::A, false), AfterFailure::Counted { failures: n, next: Some(Slot::A) });
+        }
+        assert_eq!(e.failures(Slot::A), BOOT_ATTEMPTS - 1, "mark-good did not forget the failures");
+        assert_eq!(e.record_failed_boot(Slot::A, false), AfterFailure::HandOver { failures: BOOT_ATTEMPTS });
+        assert_eq!(e.next_boot(), Some(Slot::B), "handed over to B");
+        assert!(e.is_ok(Slot::A), "A is only skipped, not marked bad for good");
+        e.mark_stable(Slot::A);
+        assert_eq!(e.failures(Slot::A), 0);
+    }
+
+    #[test]
+    fn a_failed_boot_before_mark_good_falls_back_at_once_unless_stage_1_retries_it() {
+        let mut e = GrubEnv::new_ab();
+        let _ = e.set("B_TRY", "1");
+        e.set_primary(Slot::B);
+        let _ = e.set("B_TRY", "1"); // GRUB's trial of the new slot
+        assert_eq!(e.record_failed_boot(Slot::B, false), AfterFailure::Counted { failures: 1, next: Some(Slot::A) }, "on trial: the other slot next");
+        let _ = e.set("B_TRY", "1");
+        assert_eq!(e.record_failed_boot(Slot::B, true), AfterFailure::Counted { failures: 2, next: Some(Slot::B) }, "stage 1's bounded retry");
+        assert!(e.is_ok(Slot::B));
+        // An update's new slot starts from zero.
+        let _ = e.set("B_FAILS", "7");
+        e.set_primary(Slot::B);
+        assert_eq!(e.failures(Slot::B), 0);
     }
 
     fn pair_dir(tag: &str) -> std::path::PathBuf {
