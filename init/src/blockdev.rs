@@ -106,7 +106,9 @@ fn disks(sys_block: &Path) -> Vec<String> {
 
 /// The GPT of `/dev/<disk>` under `root`, if it has one.
 pub fn read_gpt(root: &str, disk: &str) -> Option<cairn_updater::gpt::Gpt> {
-    let sectors = disk_sectors(root, disk)?;
+    // An empty drive (a card reader, a CD drive) reports 0 sectors: nothing to read, and
+    // too small for a GPT's two tables anyway.
+    let sectors = disk_sectors(root, disk).filter(|s| *s >= 68)?;
     let mut f = std::fs::File::open(format!("{root}/dev/{disk}")).ok()?;
     cairn_updater::gpt::Gpt::read(&mut f, sectors * 512).ok()
 }
