@@ -64,8 +64,11 @@ pub struct Esp {
 }
 
 /// The GRUB script. Slot choice, in order of ORDER: the first slot with OK=1 and TRY=0 is
-/// booted, and its TRY is set to 1 *before* booting; PID 1 sets it back to 0 once the slot
-/// proved healthy. A slot that fails before that is therefore skipped on the next boot.
+/// booted. A slot on trial (TRIAL=1: written by an update, not yet committed) gets TRY=1
+/// *before* booting; PID 1 commits it (TRY=0, TRIAL=0) once it proved healthy, so a trial
+/// that fails before that is skipped on the next boot. A committed slot gets no TRY: a power
+/// cut during its boot must not cost it (failures with a record are counted by PID 1 in
+/// `X_FAILS`, which sets TRY itself at the limit; see `cairn_updater::grubenv`).
 ///
 /// The state comes from the first of the two grubenv copies that loads (a zeroed or torn
 /// block fails load_env's header check); if neither does, the defaults set first boot A,
@@ -82,9 +85,11 @@ set A_OK=1
 set A_TRY=0
 set B_OK=1
 set B_TRY=0
-if load_env -f $prefix/grubenv ORDER A_OK A_TRY B_OK B_TRY; then
+set A_TRIAL=0
+set B_TRIAL=0
+if load_env -f $prefix/grubenv ORDER A_OK A_TRY A_TRIAL B_OK B_TRY B_TRIAL; then
   true
-elif load_env -f $prefix/grubenv.b ORDER A_OK A_TRY B_OK B_TRY; then
+elif load_env -f $prefix/grubenv.b ORDER A_OK A_TRY A_TRIAL B_OK B_TRY B_TRIAL; then
   echo "cairn: grubenv does not read; using its second copy grubenv.b"
 else
   echo "cairn: neither grubenv copy reads; booting in the default order A B"
@@ -93,10 +98,10 @@ set cairn_slot=""
 for s in $ORDER; do
   if [ -z "$cairn_slot" ]; then
     if [ "$s" = "A" ]; then
-      if [ "$A_OK" = "1" -a "$A_TRY" = "0" ]; then set cairn_slot=a; set A_TRY=1; fi
+      if [ "$A_OK" = "1" -a "$A_TRY" = "0" ]; then set cairn_slot=a; if [ "$A_TRIAL" = "1" ]; then set A_TRY=1; fi; fi
     fi
     if [ "$s" = "B" ]; then
-      if [ "$B_OK" = "1" -a "$B_TRY" = "0" ]; then set cairn_slot=b; set B_TRY=1; fi
+      if [ "$B_OK" = "1" -a "$B_TRY" = "0" ]; then set cairn_slot=b; if [ "$B_TRIAL" = "1" ]; then set B_TRY=1; fi; fi
     fi
   fi
 done
@@ -229,5 +234,10 @@ mod tests {
         let load = cfg.find("if load_env").unwrap_or(0);
         assert!(cfg[..load].contains("set A_OK=1") && cfg[..load].contains("set B_OK=1"), "{cfg}");
         assert!(cfg.contains("cairn.slot=$cairn_slot cairn.roothash=$cairn_roothash"));
+        // Only a slot on trial gets TRY: a committed one must survive a power cut mid-boot.
+        for x in ["A", "B"] {
+            assert!(cfg.contains(&format!("if [ \"${x}_TRIAL\" = \"1\" ]; then set {x}_TRY=1; fi")), "{cfg}");
+            assert!(cfg.matches(&format!(" {x}_TRIAL")).count() >= 2, "{x}_TRIAL is not loaded from both copies: {cfg}");
+        }
     }
 }

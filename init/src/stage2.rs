@@ -397,12 +397,12 @@ fn mark_good(sys: &dyn Sys, slot: &str) {
         return;
     };
     let Some(access) = bootctl::EspAccess::recorded() else {
-        say!("WARNING: stage 1 recorded no boot disk in {}; not touching grubenv (the next boot will fall back to the other slot)", crate::blockdev::BOOT_DISK_FILE);
+        say!("WARNING: stage 1 recorded no boot disk in {}; not touching grubenv (a slot on trial falls back at the next boot)", crate::blockdev::BOOT_DISK_FILE);
         return;
     };
     match bootctl::update(sys, &access, |env| env.mark_good(slot)) {
         Ok(_) => say!("slot {slot} marked good"),
-        Err(e) => say!("WARNING: could not mark slot {slot} good: {e}; the next boot will fall back to the other slot"),
+        Err(e) => say!("WARNING: could not mark slot {slot} good: {e}; if it is on trial, the next boot falls back to the other slot"),
     }
 }
 

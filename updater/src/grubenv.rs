@@ -9,6 +9,13 @@
 //! leaves one whole copy; readers ([`read_pair`] here, `grub.cfg` at boot) take the first
 //! copy that reads, and when neither does, a default that boots (both slots good, A first)
 //! rather than "no slot is good".
+//!
+//! Per slot X: `X_OK` (bootable), `X_TRIAL` (written by an update and not yet committed),
+//! `X_TRY` (GRUB sets it before booting a slot on trial; the commit clears it, so a trial
+//! that dies without a word is skipped next time), `X_FAILS` (failed boots in a row that
+//! left a record). A committed slot never gets TRY from GRUB: a power cut during its boot
+//! leaves nothing behind and the same slot boots again; only recorded failures count
+//! against it, up to [`BOOT_ATTEMPTS`].
 
 use crate::slot::Slot;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -160,21 +167,29 @@ impl GrubEnv {
     pub fn is_trying(&self, s: Slot) -> bool {
         self.flag(s, "TRY")
     }
-    /// The slot booted healthy: OK=1, TRY=0.
+    /// The slot was written by an update and has not proved itself yet.
+    pub fn is_on_trial(&self, s: Slot) -> bool {
+        self.flag(s, "TRIAL")
+    }
+    /// The slot booted healthy: OK=1, TRY=0, and it is committed (TRIAL=0).
     pub fn mark_good(&mut self, s: Slot) {
         self.put(s, "OK", true);
         self.put(s, "TRY", false);
+        self.put(s, "TRIAL", false);
     }
     /// The slot must not boot: OK=0, TRY=0.
     pub fn mark_bad(&mut self, s: Slot) {
         self.put(s, "OK", false);
         self.put(s, "TRY", false);
     }
-    /// Boot `s` first from now on (after an update was written into it): new content
-    /// starts with no failed boots.
+    /// Boot `s` first from now on (after an update was written into it), on trial: GRUB
+    /// sets its TRY before each boot until PID 1 commits it, so a boot that dies without a
+    /// word falls back. New content starts with no failed boots.
     pub fn set_primary(&mut self, s: Slot) {
         let _ = self.set("ORDER", &format!("{} {}", s.letter(), s.other().letter()));
-        self.mark_good(s);
+        self.put(s, "OK", true);
+        self.put(s, "TRY", false);
+        self.put(s, "TRIAL", true);
         self.mark_stable(s);
     }
 
@@ -192,7 +207,7 @@ impl GrubEnv {
     /// otherwise be booted forever). Below it, `retry` (stage 1: the slot never got to show
     /// anything, and a slow disk must not flip the node to its older slot) clears TRY so
     /// GRUB tries `s` again; otherwise TRY stays as GRUB left it: a slot still on trial falls
-    /// back at once, a committed one boots again.
+    /// back at once, a committed one (GRUB never set its TRY) boots again.
     pub fn record_failed_boot(&mut self, s: Slot, retry: bool) -> AfterFailure {
         let failures = self.failures(s).saturating_add(1);
         let _ = self.set(&format!("{}_FAILS", s.letter()), &failures.to_string());
@@ -353,8 +368,7 @@ mod tests {
     fn a_committed_slot_that_keeps_failing_hands_over() {
         let mut e = GrubEnv::new_ab();
         for n in 1..BOOT_ATTEMPTS {
-            // GRUB set TRY before the boot; it reached mark-good, then failed with a record.
-            let _ = e.set("A_TRY", "1");
+            // It reached mark-good, then failed with a record.
             e.mark_good(Slot::A);
             assert_eq!(e.record_failed_boot(Slot::A, false), AfterFailure::Counted { failures: n, next: Some(Slot::A) });
         }
@@ -371,6 +385,7 @@ mod tests {
         let mut e = GrubEnv::new_ab();
         let _ = e.set("B_TRY", "1");
         e.set_primary(Slot::B);
+        assert!(e.is_on_trial(Slot::B) && !e.is_trying(Slot::B));
         let _ = e.set("B_TRY", "1"); // GRUB's trial of the new slot
         assert_eq!(e.record_failed_boot(Slot::B, false), AfterFailure::Counted { failures: 1, next: Some(Slot::A) }, "on trial: the other slot next");
         let _ = e.set("B_TRY", "1");
@@ -380,6 +395,8 @@ mod tests {
         let _ = e.set("B_FAILS", "7");
         e.set_primary(Slot::B);
         assert_eq!(e.failures(Slot::B), 0);
+        e.mark_good(Slot::B);
+        assert!(!e.is_on_trial(Slot::B), "mark-good commits");
     }
 
     fn pair_dir(tag: &str) -> std::path::PathBuf {
