@@ -23,6 +23,11 @@ pub const SYSROOT: &str = "/sysroot";
 static DEV_MOVED: AtomicBool = AtomicBool::new(false);
 /// The boot disk, once found (for marking the slot bad on the way out).
 static BOOT_DISK: OnceLock<String> = OnceLock::new();
+/// The ESP GRUB booted from (from the command line), so a failure before the boot disk was
+/// found can still look for it and leave a record.
+static BOOT_ESP: OnceLock<cairn_updater::gpt::Guid> = OnceLock::new();
+/// How long the error path looks for a boot disk that was not found yet.
+const FAIL_DISK_WAIT: Duration = Duration::from_secs(5);
 const PARTITION_WAIT: Duration = Duration::from_secs(20);
 
 #[derive(Debug, thiserror::Error)]
@@ -39,7 +44,9 @@ pub enum Stage1Error {
     Mount { what: String, errno: nix::Error },
     #[error("the root of slot {slot} ({dev}, squashfs on dm-verity) does not mount: {errno} (a verity mismatch reads as an I/O error)")]
     Root { slot: Slot, dev: String, errno: nix::Error },
-    #[error("reading the verity superblock of {dev}: {reason}")]
+    #[error("reading the verity superblock of {dev}")]
+    SuperblockRead { dev: String, source: std::io::Error },
+    #[error("the verity superblock of {dev} is not valid: {reason}")]
     Superblock { dev: String, reason: String },
     #[error("the verified root of slot {0} has no /sbin/init: refusing to boot an empty or foreign root")]
     EmptyRoot(Slot),
@@ -50,8 +57,8 @@ pub enum Stage1Error {
 impl Stage1Error {
     /// The slot's own content is wrong, so booting it again cannot help: its root hash on
     /// the command line, its verity data, its root file system. Everything else (devices
-    /// that did not appear, modules, mounts of the API file systems, the switch) may be
-    /// transient and gets a bounded retry.
+    /// that did not appear, modules, a read error, mounts of the API file systems, the
+    /// switch) may be transient and gets a bounded retry.
     pub fn breaks_slot(&self) -> bool {
         matches!(self, Stage1Error::Cmdline(_) | Stage1Error::Dm(_) | Stage1Error::Root { .. } | Stage1Error::Superblock { .. } | Stage1Error::EmptyRoot(_))
     }
@@ -63,6 +70,7 @@ pub fn run(sys: &dyn Sys, start_ms: u64) -> Result<(), (Option<Slot>, Stage1Erro
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     let params = cmdline::parse(&cmdline).map_err(|e| (None, e.into()))?;
     let slot = params.slot;
+    let _ = BOOT_ESP.set(params.esp);
     let r = (|| {
         let t = crate::log::uptime_ms();
         let n = kmod::load_list("/etc/cairn/modules")?;
@@ -119,10 +127,10 @@ fn mount_early(sys: &dyn Sys) -> Result<(), Stage1Error> {
 }
 
 fn read_superblock(dev: &str) -> Result<Superblock, Stage1Error> {
-    let err = |reason: String| Stage1Error::Superblock { dev: dev.into(), reason };
     let mut buf = vec![0u8; 4096];
-    std::fs::File::open(dev).and_then(|mut f| f.read_exact(&mut buf)).map_err(|e| err(e.to_string()))?;
-    Superblock::parse(&buf).map_err(|e| err(e.to_string()))
+    // A read error is the disk's (a bad sector, a cable): a failed boot, not a broken slot.
+    std::fs::File::open(dev).and_then(|mut f| f.read_exact(&mut buf)).map_err(|source| Stage1Error::SuperblockRead { dev: dev.into(), source })?;
+    Superblock::parse(&buf).map_err(|e| Stage1Error::Superblock { dev: dev.into(), reason: e.to_string() })
 }
 
 /// dm-verity over the slot's root partition, then the squashfs on top, read-only.
@@ -278,6 +286,22 @@ pub fn switch_root_calls(sys: &dyn Sys) -> Result<(), Stage1Error> {
     sw("chdir /", sys.chdir("/"))
 }
 
+/// The boot disk as found, or (when the failure came before that, a module or a slow disk)
+/// one more short look for it, so the failed boot is counted rather than lost.
+fn boot_disk_for_the_record() -> Option<String> {
+    if let Some(disk) = BOOT_DISK.get() {
+        return Some(disk.clone());
+    }
+    let esp = BOOT_ESP.get()?;
+    match blockdev::wait_for_boot_disk(*esp, FAIL_DISK_WAIT) {
+        Ok(disk) => Some(disk),
+        Err(e) => {
+            say!("cannot record the failed boot: {e}");
+            None
+        }
+    }
+}
+
 fn exec_init() -> std::io::Error {
     use std::os::unix::process::CommandExt;
     std::process::Command::new("/sbin/init").arg0("/sbin/init").exec()
@@ -288,25 +312,25 @@ fn exec_init() -> std::io::Error {
 pub fn fail(sys: &dyn Sys, slot: Option<Slot>, err: &Stage1Error) -> ! {
     match slot {
         Some(slot) => {
-            say!("FATAL slot {slot}: {err}");
+            say!("FATAL slot {slot}: {}", error_chain(err));
             // /dev may already have moved into the new root.
             let root = if DEV_MOVED.load(Ordering::SeqCst) { SYSROOT } else { "" };
-            match BOOT_DISK.get() {
+            match boot_disk_for_the_record() {
                 Some(disk) => {
-                    let access = bootctl::EspAccess { disk: disk.clone(), root: root.into(), mount_dir: "/cairn-esp".into() };
+                    let access = bootctl::EspAccess { disk, root: root.into(), mount_dir: "/cairn-esp".into() };
                     if err.breaks_slot() {
                         say!("marking slot {slot} bad and rebooting into slot {}", slot.other());
                         if let Err(e) = bootctl::update(sys, &access, |env| env.mark_bad(slot)) {
-                            say!("could not mark slot {slot} bad ({e}); GRUB's try flag makes the next boot skip it anyway");
+                            say!("could not mark slot {slot} bad ({e}); if it was on trial, GRUB's try flag makes the next boot skip it");
                         }
                     } else {
                         bootctl::record_failed_boot(sys, &access, slot, true);
                     }
                 }
-                None => say!("the boot disk is not known, so slot {slot} is not marked; GRUB's try flag makes the next boot skip it"),
+                None => say!("the boot disk is not known, so this failed boot of slot {slot} leaves no record: a committed slot boots again, one on trial falls back"),
             }
         }
-        None => say!("FATAL: {err}; rebooting"),
+        None => say!("FATAL: {}; rebooting", error_chain(err)),
     }
     sys.sync();
     std::thread::sleep(Duration::from_secs(1));
@@ -330,6 +354,10 @@ mod tests {
         let timeout = Stage1Error::Block(blockdev::BlockError::NotFound { label: "root-a".into(), disk: "vda".into(), secs: 20 });
         assert!(!timeout.breaks_slot(), "a partition that did not appear in time is a failed boot, not a broken slot");
         assert!(!Stage1Error::Mount { what: "move /dev".into(), errno: nix::Error::EBUSY }.breaks_slot());
+        let read = Stage1Error::SuperblockRead { dev: "/dev/vda6".into(), source: std::io::Error::from_raw_os_error(5) };
+        assert!(!read.breaks_slot(), "a read error is the disk's, not the slot's content");
+        assert!(error_chain(&read).contains("Input/output error"), "{}", error_chain(&read));
+        assert!(Stage1Error::Superblock { dev: "/dev/vda6".into(), reason: "bad magic".into() }.breaks_slot());
     }
 
     #[test]
