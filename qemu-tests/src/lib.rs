@@ -51,14 +51,35 @@ pub fn workspace() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(std::path::Path::to_owned).unwrap_or_default()
 }
 
-/// Waits on `pair`'s condition variable until `check` returns something or `timeout` passes.
-/// The agent and the console both wait this way for data their reader threads deliver.
+/// The factor every harness deadline is multiplied by: `CAIRN_TEST_TIME_SCALE` (a number,
+/// 1 to 10; default 1). Deadlines are tuned for a quiet 2-core machine; on one about twice
+/// as slow, or loaded, run the suite with `CAIRN_TEST_TIME_SCALE=2`. Only deadlines scale:
+/// no test asserts on how long something took.
+pub fn time_scale() -> f64 {
+    static SCALE: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *SCALE.get_or_init(|| match std::env::var("CAIRN_TEST_TIME_SCALE") {
+        Err(_) => 1.0,
+        Ok(v) => match v.trim().parse::<f64>() {
+            Ok(f) if (1.0..=10.0).contains(&f) => f,
+            _ => panic!("CAIRN_TEST_TIME_SCALE={v:?} is not a number from 1 to 10 (the factor every VM test deadline is multiplied by)"),
+        },
+    })
+}
+
+/// `d` scaled by [`time_scale`].
+pub fn deadline(d: std::time::Duration) -> std::time::Duration {
+    d.mul_f64(time_scale())
+}
+
+/// Waits on `pair`'s condition variable until `check` returns something or `timeout` (scaled
+/// by [`time_scale`]) passes. The agent and the console both wait this way for data their
+/// reader threads deliver.
 pub(crate) fn wait_on<T, R>(
     pair: &(std::sync::Mutex<T>, std::sync::Condvar),
     timeout: std::time::Duration,
     mut check: impl FnMut(&mut T) -> Option<R>,
 ) -> Option<R> {
-    let deadline = std::time::Instant::now() + timeout;
+    let deadline = std::time::Instant::now() + deadline(timeout);
     let (m, cv) = pair;
     let mut g = m.lock().ok()?;
     loop {

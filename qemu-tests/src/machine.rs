@@ -34,11 +34,14 @@ pub struct MachineConfig {
     /// Read-only raw disks enumerated *before* the boot disk (so the first is /dev/vda and
     /// the boot disk comes after them); the firmware still boots the boot disk (bootindex).
     pub drives_before: Vec<PathBuf>,
+    /// Byte offsets of the boot disk whose reads fail with EIO (QEMU's blkdebug driver, a
+    /// bad sector), from the next start on; reads of anything else and all writes work.
+    pub boot_read_errors: Vec<u64>,
 }
 
 impl MachineConfig {
     pub fn new(name: &str, disk: &Path, firmware: Firmware) -> MachineConfig {
-        MachineConfig { name: name.to_owned(), disk: disk.to_owned(), disk_size_mb: 2048, firmware, memory_mb: 1024, cpus: 2, host_port_forwards: Vec::new(), extra_drives: Vec::new(), drives_before: Vec::new() }
+        MachineConfig { name: name.to_owned(), disk: disk.to_owned(), disk_size_mb: 2048, firmware, memory_mb: 1024, cpus: 2, host_port_forwards: Vec::new(), extra_drives: Vec::new(), drives_before: Vec::new(), boot_read_errors: Vec::new() }
     }
 }
 
@@ -169,7 +172,7 @@ impl Machine {
             cmd.args(["-device", &format!("virtio-blk-pci,drive=before{i}")]);
         }
         cmd.arg("-drive")
-            .arg(format!("file={},format=qcow2,if=none,id=boot,cache=unsafe", d.join("overlay.qcow2").display()))
+            .arg(self.boot_drive()?)
             .args(["-device", "virtio-blk-pci,drive=boot,bootindex=0"])
             .args(["-device", "virtio-rng-pci"]);
         for extra in &self.cfg.extra_drives {
@@ -207,6 +210,23 @@ impl Machine {
         Ok(())
     }
 
+    /// The boot disk's -drive: the overlay, or with `boot_read_errors` the overlay under
+    /// blkdebug under raw (raw reports each read to blkdebug with the guest's offset).
+    fn boot_drive(&self) -> Result<String, HarnessError> {
+        let overlay = self.dir.join("overlay.qcow2");
+        if self.cfg.boot_read_errors.is_empty() {
+            return Ok(format!("file={},format=qcow2,if=none,id=boot,cache=unsafe", overlay.display()));
+        }
+        let rules: String = self.cfg.boot_read_errors.iter().map(|at| format!("[inject-error]\nevent = \"read_aio\"\nerrno = \"5\"\nsector = \"{}\"\n\n", at / 512)).collect();
+        let conf = self.dir.join("blkdebug.conf");
+        std::fs::write(&conf, rules).map_err(HarnessError::io("write blkdebug.conf"))?;
+        Ok(format!(
+            "if=none,id=boot,cache=unsafe,driver=raw,file.driver=blkdebug,file.config={},file.image.driver=qcow2,file.image.file.driver=file,file.image.file.filename={}",
+            conf.display(),
+            overlay.display()
+        ))
+    }
+
     /// If QEMU has already exited, that (with its own words from the console log) is the
     /// real error, not the socket that never appeared.
     fn qemu_exited_or(&mut self, e: HarnessError) -> HarnessError {
@@ -226,7 +246,7 @@ impl Machine {
     }
 
     fn timeout(&self, what: &str, t: Duration) -> HarnessError {
-        HarnessError::Timeout { what: what.into(), secs: t.as_secs(), log: self.log_path() }
+        HarnessError::Timeout { what: what.into(), secs: crate::deadline(t).as_secs(), log: self.log_path() }
     }
 
     pub fn log_dir(&self) -> &Path {
@@ -261,7 +281,7 @@ impl Machine {
 
     /// Waits until the agent answers a command.
     pub fn wait_for_agent(&self, timeout: Duration) -> Result<String, HarnessError> {
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now() + crate::deadline(timeout);
         while Instant::now() < deadline {
             let agent = self.agent()?;
             let id = agent.send("cat /proc/sys/kernel/random/boot_id", Duration::from_secs(10))?;
@@ -274,7 +294,7 @@ impl Machine {
 
     pub fn execute(&self, cmd: &str, timeout: Duration) -> Result<(i32, String), HarnessError> {
         let agent = self.agent()?;
-        let id = agent.send(cmd, timeout)?;
+        let id = agent.send(cmd, crate::deadline(timeout))?;
         agent.wait_reply(id, timeout + Duration::from_secs(10)).ok_or_else(|| self.timeout(&format!("`{cmd}`"), timeout))
     }
 
@@ -293,7 +313,7 @@ impl Machine {
     }
 
     pub fn wait_until_succeeds(&self, cmd: &str, timeout: Duration) -> Result<String, HarnessError> {
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now() + crate::deadline(timeout);
         loop {
             if let Ok((0, out)) = self.execute(cmd, Duration::from_secs(30)) {
                 return Ok(out);
@@ -340,7 +360,7 @@ impl Machine {
     }
 
     pub fn wait_for_exit(&mut self, timeout: Duration) -> Result<ExitStatus, HarnessError> {
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now() + crate::deadline(timeout);
         let child = self.child.as_mut().ok_or_else(|| HarnessError::Qmp("QEMU is not running".into()))?;
         loop {
             if let Some(st) = child.try_wait().map_err(HarnessError::io("wait for qemu"))? {
@@ -369,17 +389,29 @@ impl Machine {
     /// Overwrites `len` bytes of the machine's disk at `offset` with `byte`, as a failing
     /// disk would, while QEMU is stopped (qemu-io on the overlay; the base image is shared).
     pub fn damage_disk(&self, offset: u64, len: u64, byte: u8) -> Result<(), HarnessError> {
+        self.qemu_io_write(&format!("write -P {byte} {offset} {len}"))
+    }
+
+    /// Writes `bytes` at `offset` of the machine's disk while QEMU is stopped (a state an
+    /// operator or another tool left behind, such as a grubenv).
+    pub fn write_disk(&self, offset: u64, bytes: &[u8]) -> Result<(), HarnessError> {
+        let src = self.dir.join("write_disk.bin");
+        std::fs::write(&src, bytes).map_err(HarnessError::io("write_disk source"))?;
+        self.qemu_io_write(&format!("write -s {} {offset} {}", src.display(), bytes.len()))
+    }
+
+    fn qemu_io_write(&self, command: &str) -> Result<(), HarnessError> {
         if self.child.is_some() {
-            return Err(HarnessError::Qmp("damage_disk needs the machine stopped (shutdown or wait_for_exit first)".into()));
+            return Err(HarnessError::Qmp("writing the disk needs the machine stopped (shutdown or wait_for_exit first)".into()));
         }
         need("qemu-io", "qemu-utils")?;
         let out = Command::new("qemu-io")
-            .args(["-f", "qcow2", "-c", &format!("write -P {byte} {offset} {len}")])
+            .args(["-f", "qcow2", "-c", command])
             .arg(self.dir.join("overlay.qcow2"))
             .output()
             .map_err(HarnessError::io("qemu-io"))?;
-        if !out.status.success() {
-            return Err(HarnessError::Qmp(format!("qemu-io write: {}", String::from_utf8_lossy(&out.stderr))));
+        if !out.status.success() || String::from_utf8_lossy(&out.stdout).contains("failed") {
+            return Err(HarnessError::Qmp(format!("qemu-io {command}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))));
         }
         Ok(())
     }
@@ -400,6 +432,12 @@ impl Machine {
             return Err(HarnessError::Qmp(format!("qemu-io read {len} bytes at {offset}: got {}", bytes.len())));
         }
         Ok(bytes)
+    }
+
+    /// Makes reads of the boot disk at these byte offsets fail from the next start on (an
+    /// empty list heals the disk); see `MachineConfig::boot_read_errors`.
+    pub fn set_boot_read_errors(&mut self, offsets: &[u64]) {
+        self.cfg.boot_read_errors = offsets.to_vec();
     }
 
     /// Attaches a read-only disk ahead of the boot disk from the next start on.

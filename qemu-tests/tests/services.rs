@@ -46,7 +46,7 @@ fn wait_service(m: &Machine, name: &str, timeout: Duration, pred: impl Fn(&Value
         if pred(&s) {
             return Ok(s);
         }
-        if start.elapsed() > timeout {
+        if start.elapsed() > cairn_qemu_tests::deadline(timeout) {
             return Err(HarnessError::Check(format!("service {name} never reached the expected state; last: {s}")));
         }
         std::thread::sleep(Duration::from_millis(500));
@@ -105,7 +105,7 @@ fn boot_with_container(name: &str) -> Result<(Machine, u16), HarnessError> {
 
 fn wait_http(port: u16, timeout: Duration) -> Option<String> {
     let start = Instant::now();
-    while start.elapsed() < timeout {
+    while start.elapsed() < cairn_qemu_tests::deadline(timeout) {
         if let Some(body) = container::http_get(port, Duration::from_secs(5)) {
             return Some(body);
         }
