@@ -41,9 +41,16 @@ impl Manifest {
 }
 
 static TEST_IMAGE: OnceLock<Result<Manifest, String>> = OnceLock::new();
+static DEFAULT_IMAGE: OnceLock<Result<Manifest, String>> = OnceLock::new();
 
+/// Where the test image is: `CAIRN_TEST_IMAGE_DIR`, or `target/cairn/test`.
 pub fn image_dir() -> PathBuf {
     std::env::var_os("CAIRN_TEST_IMAGE_DIR").map(PathBuf::from).unwrap_or_else(|| crate::workspace().join("target/cairn/test"))
+}
+
+/// Where the default (production) image is: `CAIRN_DEFAULT_IMAGE_DIR`, or `target/cairn/default`.
+pub fn default_image_dir() -> PathBuf {
+    std::env::var_os("CAIRN_DEFAULT_IMAGE_DIR").map(PathBuf::from).unwrap_or_else(|| crate::workspace().join("target/cairn/default"))
 }
 
 pub fn load(dir: &std::path::Path) -> Result<Manifest, String> {
@@ -56,23 +63,30 @@ pub fn load(dir: &std::path::Path) -> Result<Manifest, String> {
 
 /// The test image, building it first if it is not there.
 pub fn test_image() -> Result<&'static Manifest, HarnessError> {
-    TEST_IMAGE
-        .get_or_init(|| {
-            let dir = image_dir();
-            if !dir.join("manifest.json").is_file() {
-                eprintln!("test image missing in {}: building it (./dev test does this up front)", dir.display());
-                let status = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-                    .current_dir(crate::workspace())
-                    .args(["run", "--release", "-q", "-p", "cairn-image", "--", "build", "--profile", "image/profiles/test.toml", "--out"])
-                    .arg(&dir)
-                    .status()
-                    .map_err(|e| format!("cannot run cargo: {e}"))?;
-                if !status.success() {
-                    return Err(format!("building the test image failed ({status}); run `./dev test` to see why"));
-                }
+    built(&TEST_IMAGE, "test", image_dir())
+}
+
+/// The default image operators run (no test agent), building it first if it is not there.
+pub fn default_image() -> Result<&'static Manifest, HarnessError> {
+    built(&DEFAULT_IMAGE, "default", default_image_dir())
+}
+
+fn built(cell: &'static OnceLock<Result<Manifest, String>>, profile: &str, dir: PathBuf) -> Result<&'static Manifest, HarnessError> {
+    cell.get_or_init(|| {
+        if !dir.join("manifest.json").is_file() {
+            eprintln!("{profile} image missing in {}: building it (./dev test does this up front)", dir.display());
+            let status = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                .current_dir(crate::workspace())
+                .args(["run", "--release", "-q", "-p", "cairn-image", "--", "build", "--profile", &format!("image/profiles/{profile}.toml"), "--out"])
+                .arg(&dir)
+                .status()
+                .map_err(|e| format!("cannot run cargo: {e}"))?;
+            if !status.success() {
+                return Err(format!("building the {profile} image failed ({status}); run `./dev test` to see why"));
             }
-            load(&dir)
-        })
-        .as_ref()
-        .map_err(|e| HarnessError::Image(e.clone()))
+        }
+        load(&dir)
+    })
+    .as_ref()
+    .map_err(|e| HarnessError::Image(e.clone()))
 }

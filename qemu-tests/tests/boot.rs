@@ -32,6 +32,32 @@ fn boots_to_ready_under_seabios() -> R {
     boots_to_ready("boots_to_ready_under_seabios", Firmware::Bios)
 }
 
+/// Issue 8: the image operators run, which has no test agent, so everything is checked from
+/// the console and QMP alone: the ready line, no answer on the agent's port, a clean
+/// poweroff from the power button.
+#[test]
+fn the_default_image_boots_to_ready_and_powers_off_cleanly() -> R {
+    let image = cairn_qemu_tests::image::default_image()?;
+    let mut m = Machine::start(MachineConfig::new("the_default_image_boots_to_ready_and_powers_off_cleanly", &image.disk_path(), Firmware::Bios))?;
+    let ready = m.wait_for_ready(BOOT_TIMEOUT)?;
+    assert_eq!(ready.slot, "a", "a fresh image boots slot a");
+    let log = m.console_log();
+    assert!(log.contains("slot a marked good"), "the default image did not mark its slot good:\n{log}");
+    assert!(!log.contains("test-agent") && !log.contains("WARNING: service"), "test services or broken definitions in the default image:\n{log}");
+    // The test image's agent answers on its virtio console well before ready; here nothing
+    // may (a slow agent could only make this pass wrongly, never fail wrongly).
+    match m.wait_for_agent(Duration::from_secs(15)) {
+        Err(cairn_qemu_tests::HarnessError::Timeout { .. }) => {}
+        other => panic!("the default image answered on the test agent's port: {other:?}"),
+    }
+    m.power_button()?;
+    let status = m.wait_for_exit(Duration::from_secs(120))?;
+    assert!(status.success(), "QEMU exit status after the power button: {status}");
+    let log = m.console_log();
+    assert!(log.contains("powering off now"), "no orderly poweroff on the console:\n{log}");
+    Ok(())
+}
+
 #[test]
 fn hardening_baseline_is_applied_and_audited() -> R {
     let m = boot("hardening_baseline_is_applied_and_audited", Firmware::Bios)?;
@@ -291,6 +317,14 @@ fn boots_again_after_power_cut() -> R {
     m.wait_for_agent(Duration::from_secs(60))?;
     assert_eq!(m.succeed("cat /data/synced")?.trim(), "synced", "fsync'd data was lost in the power cut");
     m.succeed("touch /data/writable-after-power-cut")?;
+    // Issue 8 item 8: a cut during the boot of a committed slot (after GRUB chose it, before
+    // PID 1 could say anything) leaves no record and must not cost the slot. GRUB used to
+    // set TRY on every boot, so this cut sent the node to slot b for good.
+    m.crash()?;
+    m.wait_for_console_text("cairn: booting slot a", BOOT_TIMEOUT)?;
+    m.crash()?;
+    let after_cut = m.wait_for_ready(BOOT_TIMEOUT)?;
+    assert_eq!(after_cut.slot, "a", "a power cut during boot cost the committed slot a");
     Ok(())
 }
 
@@ -304,7 +338,7 @@ fn freeze_pid1(m: &Machine) -> R {
 
 /// Waits until the agent answers from a boot other than `old`; returns the new boot id.
 fn agent_in_a_new_boot(m: &Machine, old: &str) -> Result<String, cairn_qemu_tests::HarnessError> {
-    let deadline = std::time::Instant::now() + BOOT_TIMEOUT;
+    let deadline = std::time::Instant::now() + cairn_qemu_tests::deadline(BOOT_TIMEOUT);
     loop {
         // A boot on a loaded machine can keep the agent silent for more than one wait: only
         // the whole deadline ends the search (found in a run with both CPUs busy).
@@ -345,6 +379,17 @@ fn a_stalled_pid1_is_rebooted_by_the_watchdog() -> R {
     Ok(())
 }
 
+/// Writes `env` into both grubenv copies of a stopped machine.
+fn write_grubenv(m: &Machine, env: &cairn_updater::grubenv::GrubEnv) -> R {
+    let block = env.to_block().expect("the test's grubenv fits");
+    for at in grubenv_offsets()? {
+        m.write_disk(at, &block)?;
+    }
+    Ok(())
+}
+
+/// A slot on trial (as an update leaves it: first in ORDER, TRIAL=1) that hangs before it is
+/// committed is skipped on the next boot.
 #[test]
 fn a_hang_before_the_slot_is_marked_good_falls_back_to_the_other_slot() -> R {
     let mut m = boot("hang-before-good", Firmware::Bios)?;
@@ -352,29 +397,83 @@ fn a_hang_before_the_slot_is_marked_good_falls_back_to_the_other_slot() -> R {
     assert_eq!(first.slot, "a");
     m.wait_for_agent(Duration::from_secs(60))?;
     // An operator service that holds the health gate shut until /data/release-gate exists:
-    // the next boot of slot a cannot be marked good, so GRUB's try flag for a stays set.
+    // no boot can be marked good until then.
     m.succeed(
         "printf '%s\\n' 'description = \"test: holds the health gate until /data/release-gate exists\"' \
          'command = \"/bin/sleep\"' 'args = [\"infinity\"]' \
          'readiness = { file = \"/data/release-gate\", timeout = 3600 }' > /data/cairn/services/test-gate-hold.toml && sync",
     )?;
-    m.send_ctrl_alt_del()?;
-    m.wait_for_console_text("cairn: booting slot a", BOOT_TIMEOUT)?;
-    let second_boot = agent_in_a_new_boot(&m, &first.boot_id)?;
+    assert!(m.shutdown(Duration::from_secs(120))?.success());
+    // Slot b as an update leaves it (both slots hold the same image here).
+    let mut env = cairn_updater::grubenv::GrubEnv::new_ab();
+    env.set_primary(cairn_updater::slot::Slot::B);
+    write_grubenv(&m, &env)?;
+    m.restart()?;
+    m.wait_for_console_text("cairn: booting slot b", BOOT_TIMEOUT)?;
+    let trial_boot = agent_in_a_new_boot(&m, &first.boot_id)?;
     // The agent can answer before dbus (and so the control API) is up: ask until it answers.
     m.wait_until_succeeds("cairnctl services | grep test-gate-hold", Duration::from_secs(120))?;
     let log = m.console_log();
-    let this_boot = log.rsplit("booting slot a").next().unwrap_or("");
-    assert!(!this_boot.contains("marked good"), "slot a was marked good despite the held gate:\n{this_boot}");
-    // PID 1 hangs before the gate holds: the watchdog reboots, GRUB sees a's try flag still
-    // set and boots b.
+    let this_boot = log.rsplit("booting slot b").next().unwrap_or("");
+    assert!(!this_boot.contains("marked good"), "slot b was marked good despite the held gate:\n{this_boot}");
+    // PID 1 hangs before the gate opens: the watchdog reboots, GRUB sees b's try flag still
+    // set and boots a.
     freeze_pid1(&m)?;
     m.wait_for_console_text("softdog: Initiating system reboot", Duration::from_secs(180))?;
-    m.wait_for_console_text("cairn: booting slot b", BOOT_TIMEOUT)?;
-    let third_boot = agent_in_a_new_boot(&m, &second_boot)?;
-    assert!(m.succeed("cat /proc/cmdline")?.contains("cairn.slot=b"), "the node did not fall back to slot b");
+    m.wait_for_console_text("cairn: booting slot a", BOOT_TIMEOUT)?;
+    let fallback_boot = agent_in_a_new_boot(&m, &trial_boot)?;
+    assert!(m.succeed("cat /proc/cmdline")?.contains("cairn.slot=a"), "the node did not fall back to slot a");
     m.succeed("touch /data/release-gate")?;
     let ready = m.wait_for_ready(BOOT_TIMEOUT)?;
-    assert_eq!((ready.slot.as_str(), ready.boot_id.as_str()), ("b", third_boot.as_str()), "slot b reaches ready once the gate opens");
+    assert_eq!((ready.slot.as_str(), ready.boot_id.as_str()), ("a", fallback_boot.as_str()), "slot a reaches ready once the gate opens");
+    Ok(())
+}
+
+/// The first byte of slot a's verity partition, where stage 1 reads its superblock (GRUB and
+/// the kernel's partition scan never read it).
+fn verity_a_offset() -> Result<u64, cairn_qemu_tests::HarnessError> {
+    let (first, _) = test_image()?.partition("verity-a").expect("verity-a in the manifest");
+    Ok(first * 512)
+}
+
+/// Issue 8 item 7: any stage 1 error used to mark the slot bad for good. A read error (the
+/// disk's, not the slot's content) is now a failed boot: counted, and the same slot again.
+#[test]
+fn one_transient_stage1_failure_does_not_cost_the_slot() -> R {
+    let image = test_image()?;
+    let mut cfg = MachineConfig::new("one_transient_stage1_failure_does_not_cost_the_slot", &image.disk_path(), Firmware::Bios);
+    cfg.boot_read_errors = vec![verity_a_offset()?];
+    let mut m = Machine::start(cfg)?;
+    m.wait_for_console_text("reading the verity superblock", BOOT_TIMEOUT)?;
+    m.wait_for_console_text("recorded a failed boot of slot a (1 of 3 in a row); the next boot: slot a", Duration::from_secs(60))?;
+    // The disk recovers (a power cycle after the record).
+    m.set_boot_read_errors(&[]);
+    m.crash()?;
+    m.wait_for_console_text("cairn: booting slot a", BOOT_TIMEOUT)?;
+    let ready = m.wait_for_ready(BOOT_TIMEOUT)?;
+    assert_eq!(ready.slot, "a", "one failed stage 1 cost slot a");
+    Ok(())
+}
+
+/// Issue 8 item 8: a committed slot that fails boot after boot with a record hands over to
+/// the other slot at the limit (3), instead of being booted forever; below it, it is
+/// retried.
+#[test]
+fn a_committed_slot_that_fails_three_boots_in_a_row_hands_over() -> R {
+    let mut m = boot("a_committed_slot_that_fails_three_boots_in_a_row_hands_over", Firmware::Bios)?;
+    assert_eq!(m.wait_for_ready(BOOT_TIMEOUT)?.slot, "a");
+    m.wait_for_agent(Duration::from_secs(60))?;
+    assert!(m.shutdown(Duration::from_secs(120))?.success());
+    // Slot a is committed; now its verity partition has a bad sector that stays bad.
+    m.set_boot_read_errors(&[verity_a_offset()?]);
+    m.restart()?;
+    for n in 1..=2 {
+        m.wait_for_console_text("cairn: booting slot a", BOOT_TIMEOUT)?;
+        m.wait_for_console_text(&format!("recorded a failed boot of slot a ({n} of 3 in a row); the next boot: slot a"), BOOT_TIMEOUT)?;
+    }
+    m.wait_for_console_text("cairn: booting slot a", BOOT_TIMEOUT)?;
+    m.wait_for_console_text("recorded a failed boot of slot a (3 in a row): GRUB skips it from now on and boots slot b", BOOT_TIMEOUT)?;
+    m.wait_for_console_text("cairn: booting slot b", BOOT_TIMEOUT)?;
+    assert_eq!(m.wait_for_ready(BOOT_TIMEOUT)?.slot, "b", "slot b did not take over");
     Ok(())
 }

@@ -10,8 +10,8 @@ pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace").to_owned()
 }
 
-/// Builds `image/profiles/test.toml` into `out` with SOURCE_DATE_EPOCH=`epoch`.
-pub fn build(out: &Path, epoch: &str) {
+/// Builds `image/profiles/<profile>.toml` into `out` with SOURCE_DATE_EPOCH=`epoch`.
+pub fn build(profile: &str, out: &Path, epoch: &str) {
     let bins = workspace().join("target/x86_64-unknown-linux-musl/release");
     for b in ["cairn-init", "cairnctl", "cairn-test-agent", "cairn-flux-double"] {
         assert!(
@@ -22,7 +22,7 @@ pub fn build(out: &Path, epoch: &str) {
     }
     let status = Command::new(env!("CARGO_BIN_EXE_cairn-image"))
         .current_dir(workspace())
-        .args(["build", "--profile", "image/profiles/test.toml", "--out"])
+        .args(["build", "--profile", &format!("image/profiles/{profile}.toml"), "--out"])
         .arg(out)
         .arg("--init-bin")
         .arg(bins.join("cairn-init"))
@@ -48,7 +48,7 @@ pub fn test_image(fallback: &Path) -> PathBuf {
             static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
             let _one = BUILDING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             if !fallback.join("manifest.json").is_file() {
-                build(fallback, "1700000000");
+                build("test", fallback, "1700000000");
             }
             fallback.to_owned()
         }
