@@ -13,6 +13,7 @@ pub mod log;
 pub mod logs;
 pub mod net;
 pub mod netconfig;
+pub mod process;
 pub mod service;
 pub mod shutdown;
 pub mod stage1;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 pub fn wait_reaping(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
     loop {
-        crate::stage2::reap_all(&mut |_, _| {});
+        crate::process::reap_all(&mut |_, _| {});
         if done() {
             return true;
         }

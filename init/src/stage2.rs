@@ -19,7 +19,6 @@ use nix::mount::MsFlags;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::wait::{WaitPidFlag, WaitStatus};
 use std::io::Read;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
@@ -39,20 +38,6 @@ pub enum Stage2Error {
     Logs(std::io::Error),
     #[error("the service log thread ended and cannot be started again: services would block on their full output pipes")]
     LogThreadLost,
-}
-
-/// Reaps every exited child; calls `on_exit(pid, status)` for each.
-pub fn reap_all(on_exit: &mut dyn FnMut(i32, WaitStatus)) {
-    loop {
-        match nix::sys::wait::waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::StillAlive) | Err(_) => return,
-            Ok(st) => {
-                if let Some(pid) = st.pid() {
-                    on_exit(pid.as_raw(), st);
-                }
-            }
-        }
-    }
 }
 
 pub fn run(sys: &dyn Sys, start_ms: u64) -> Result<(), Stage2Error> {

@@ -147,8 +147,10 @@ impl Default for Health {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Stop {
-    /// The signal that asks the service to stop, e.g. "SIGTERM" or "SIGINT".
-    pub signal: String,
+    /// The signal that asks the service to stop, written by name ("SIGTERM", "SIGINT") and
+    /// parsed when the definition is read.
+    #[serde(deserialize_with = "signal_name")]
+    pub signal: nix::sys::signal::Signal,
     /// Seconds after the stop signal before SIGKILL.
     pub timeout: u64,
     pub mode: StopMode,
@@ -156,8 +158,13 @@ pub struct Stop {
 
 impl Default for Stop {
     fn default() -> Self {
-        Stop { signal: "SIGTERM".into(), timeout: 10, mode: StopMode::Cgroup }
+        Stop { signal: nix::sys::signal::Signal::SIGTERM, timeout: 10, mode: StopMode::Cgroup }
     }
+}
+
+fn signal_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<nix::sys::signal::Signal, D::Error> {
+    let name = String::deserialize(d)?;
+    name.parse().map_err(|_| serde::de::Error::custom(format!("signal {name:?} is not a signal name like \"SIGTERM\"")))
 }
 
 /// A directory a service needs, made before it starts (like systemd's RuntimeDirectory).
@@ -299,9 +306,6 @@ impl Definition {
         if self.restart.initial_delay_ms > self.restart.max_delay_ms {
             return bad("restart: initial_delay_ms is above max_delay_ms".into());
         }
-        if crate::service::spawn::signal_by_name(&self.stop.signal).is_none() {
-            return bad(format!("stop: signal {:?} is not a signal name like \"SIGTERM\"", self.stop.signal));
-        }
         if let Some(m) = &self.limits.memory_max {
             if parse_bytes(m).is_none() {
                 return bad(format!("limits: memory_max {m:?} is not a size like \"512M\""));
@@ -441,7 +445,8 @@ mod tests {
         assert!(parse("command = \"/bin/true\"\n[limits]\nmemory_max = \"lots\"").is_err());
         assert!(parse("command = \"/bin/true\"\nreadiness = { tcp = \"x:1\", file = \"/f\" }").is_err());
         assert!(parse("command = \"/bin/true\"\nhealth = { notify = true }").is_err());
-        assert!(parse("command = \"/bin/true\"\nstop = { signal = \"SIGFOO\" }").is_err());
+        let e = parse("command = \"/bin/true\"\nstop = { signal = \"SIGFOO\" }").err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("\"SIGFOO\" is not a signal name"), "{e}");
         assert!(parse("command = \"true\"").is_err());
         assert!(parse("command = \"/bin/true\"\nsandbox = { capabilities = [\"CAP_FLY\"] }").is_err());
         assert!(parse("command = \"/bin/true\"\nlimits = { nofile = \"lots\" }").is_err());

@@ -24,10 +24,6 @@ pub enum SpawnError {
     Exec { command: String, reason: String },
 }
 
-pub fn signal_by_name(name: &str) -> Option<nix::sys::signal::Signal> {
-    name.parse().ok()
-}
-
 /// What one start needs besides the definition.
 #[derive(Debug)]
 pub struct Spawn<'a> {

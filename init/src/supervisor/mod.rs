@@ -6,14 +6,21 @@
 //! signal, a notify datagram, a wake-up from a probe thread or the API) or the deadline from
 //! [`Supervisor::next_deadline`] passed, so a start that hangs can always be interrupted.
 
-use crate::control::{Control, ControlError, ServiceInfo, SystemStatus};
+use crate::control::{Control, ControlError, SystemStatus};
 
 mod handle;
+mod notify;
+mod probe;
+mod unit;
 use handle::{Ask, Handle, Request, Snapshot};
 pub use handle::Waker;
+pub use notify::NOTIFY_SOCKET;
+use probe::ProbeResult;
+use unit::{ProbeFor, State, Unit};
+pub use unit::{backoff, describe};
 use crate::logs::LogHub;
-use crate::service::definition::{self, CheckKind, Definition, DefinitionError, RestartPolicy, StopMode};
-use crate::service::{cgroup, check, order, spawn};
+use crate::service::definition::{self, Definition, DefinitionError, RestartPolicy, StopMode};
+use crate::service::{cgroup, order, spawn};
 use crate::sys::Power;
 use log::Level;
 use nix::sys::signal::Signal;
@@ -26,164 +33,7 @@ use std::time::{Duration, Instant};
 
 /// The service whose readiness means journald accepts messages.
 pub const JOURNALD: &str = "journald";
-/// Where services with `readiness = { notify = true }` send `READY=1`.
-pub const NOTIFY_SOCKET: &str = "/run/cairn/notify";
 const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(90);
-const PROBE_EVERY: Duration = Duration::from_millis(200);
-/// Above this many failures in a row a service in backoff shows as `failing`.
-const FAILING_AFTER: u32 = 3;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    /// Wanted, waiting for its dependencies.
-    Waiting,
-    Starting,
-    Running,
-    Backoff,
-    Stopping,
-    /// Not wanted (never started, or stopped by the operator or the shutdown).
-    Stopped,
-    /// Exited and its restart policy says no.
-    Exited,
-    NotInstalled,
-    Broken,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ProbeFor {
-    Readiness,
-    Health,
-}
-
-#[derive(Debug)]
-struct Unit {
-    name: String,
-    def: Option<Definition>,
-    error: String,
-    state: State,
-    want: bool,
-    pid: Option<i32>,
-    /// Counts starts; a probe result from an earlier run is ignored.
-    generation: u64,
-    restarts: u32,
-    failures_in_row: u32,
-    last_exit: String,
-    started_at: Option<Instant>,
-    /// Milliseconds of uptime at this boot's first start and first
-    /// readiness: the critical path to ready, as `cairnctl services` and the bench show it.
-    first_start_ms: u64,
-    first_ready_ms: u64,
-    ready: bool,
-    ever_ready: bool,
-    ready_deadline: Option<Instant>,
-    next_probe: Option<Instant>,
-    probe_inflight: bool,
-    health_failures: u32,
-    next_start: Option<Instant>,
-    stop_deadline: Option<Instant>,
-    killed: bool,
-    restart_after_stop: bool,
-    /// The exit should count as a failure whatever its status (health or readiness failed).
-    forced_failure: Option<String>,
-    oom_before: u64,
-}
-
-impl Unit {
-    fn new(name: String, def: Result<Definition, DefinitionError>) -> Unit {
-        let (def, error, state) = match def {
-            Ok(d) => (Some(d), String::new(), State::Stopped),
-            Err(e) => (None, e.to_string(), State::Broken),
-        };
-        let want = def.as_ref().is_some_and(|d| d.autostart);
-        Unit {
-            name,
-            def,
-            error,
-            state: if want { State::Waiting } else { state },
-            want,
-            pid: None,
-            generation: 0,
-            restarts: 0,
-            failures_in_row: 0,
-            last_exit: String::new(),
-            started_at: None,
-            first_start_ms: 0,
-            first_ready_ms: 0,
-            ready: false,
-            ever_ready: false,
-            ready_deadline: None,
-            next_probe: None,
-            probe_inflight: false,
-            health_failures: 0,
-            next_start: None,
-            stop_deadline: None,
-            killed: false,
-            restart_after_stop: false,
-            forced_failure: None,
-            oom_before: 0,
-        }
-    }
-
-    fn active(&self) -> bool {
-        matches!(self.state, State::Starting | State::Running | State::Stopping)
-    }
-
-    /// Crashed at least FAILING_AFTER times in a row and has not yet run for its reset
-    /// period since the last start: it still counts as failing while it runs, as systemd
-    /// shows a unit in auto-restart, so a crash loop never looks healthy between crashes.
-    fn crash_looping(&self, now: Instant) -> bool {
-        let reset = self.def.as_ref().map_or(Duration::ZERO, |d| Duration::from_secs(d.restart.reset_after_s));
-        self.failures_in_row >= FAILING_AFTER && self.started_at.is_none_or(|s| now.saturating_duration_since(s) < reset)
-    }
-
-    fn info(&self, now: Instant) -> ServiceInfo {
-        let state = match self.state {
-            State::Waiting => "waiting",
-            State::Starting | State::Running if self.crash_looping(now) => "failing",
-            State::Starting => "starting",
-            State::Running => "running",
-            State::Backoff if self.failures_in_row >= FAILING_AFTER => "failing",
-            State::Backoff => "backoff",
-            State::Stopping => "stopping",
-            State::Stopped => "stopped",
-            State::Exited => "exited",
-            State::NotInstalled => "not-installed",
-            State::Broken => "broken",
-        };
-        let readiness = match (&self.def, self.state) {
-            (None, _) => "none",
-            (Some(_), _) if self.health_failures > 0 => "unhealthy",
-            (Some(_), _) if self.ready => "ready",
-            (Some(d), _) if d.readiness.is_none() && d.health.is_none() => "none",
-            _ => "waiting",
-        };
-        ServiceInfo {
-            name: self.name.clone(),
-            state: state.into(),
-            readiness: readiness.into(),
-            pid: self.pid.unwrap_or(0) as u32,
-            restarts: self.restarts,
-            last_exit: self.last_exit.clone(),
-            next_start_ms: match (self.state, self.next_start) {
-                (State::Backoff, Some(at)) => at.saturating_duration_since(now).as_millis() as u64,
-                _ => 0,
-            },
-            error: self.error.clone(),
-            first_start_ms: self.first_start_ms,
-            first_ready_ms: self.first_ready_ms,
-        }
-    }
-}
-
-
-
-#[derive(Debug)]
-struct ProbeResult {
-    service: usize,
-    generation: u64,
-    what: ProbeFor,
-    result: Result<(), String>,
-}
 
 #[derive(Debug)]
 pub struct Supervisor {
@@ -253,7 +103,7 @@ impl Supervisor {
             crate::say!("WARNING: cgroup2 is not mounted at {}; services run without limits", cgroup::ROOT);
             None
         };
-        let notify = bind_notify_socket();
+        let notify = notify::bind_notify_socket();
         let last_cap = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(40);
         let (probes_tx, probes_rx) = mpsc::channel();
         let (requests_tx, requests_rx) = mpsc::channel();
@@ -367,7 +217,7 @@ impl Supervisor {
 
     fn reap(&mut self, now: Instant) {
         let mut exits = Vec::new();
-        crate::stage2::reap_all(&mut |pid, st| exits.push((pid, st)));
+        crate::process::reap_all(&mut |pid, st| exits.push((pid, st)));
         for (pid, st) in exits {
             if let Some((unit, generation, what, _)) = self.probe_pids.remove(&pid) {
                 let result = match st {
@@ -379,44 +229,6 @@ impl Supervisor {
                 self.exited(i, &st, now);
             }
             // Anything else was an orphan that ended up with PID 1: reaped, nothing to do.
-        }
-    }
-
-    fn read_notify(&mut self, now: Instant) {
-        let Some(sock) = &self.notify else { return };
-        let mut ready_pids = Vec::new();
-        loop {
-            let mut buf = [0u8; 4096];
-            let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-            let mut cmsg = nix::cmsg_space!(nix::sys::socket::UnixCredentials);
-            let msg = match nix::sys::socket::recvmsg::<()>(std::os::fd::AsRawFd::as_raw_fd(sock), &mut iov, Some(&mut cmsg), nix::sys::socket::MsgFlags::MSG_DONTWAIT) {
-                Ok(m) => m,
-                Err(_) => break,
-            };
-            let pid = msg.cmsgs().ok().and_then(|mut c| {
-                c.find_map(|m| match m {
-                    nix::sys::socket::ControlMessageOwned::ScmCredentials(cred) => Some(cred.pid()),
-                    _ => None,
-                })
-            });
-            let n = msg.bytes;
-            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-            if let Some(pid) = pid {
-                if text.lines().any(|l| l == "READY=1") {
-                    ready_pids.push(pid);
-                }
-            }
-        }
-        for pid in ready_pids {
-            // The sender is the main process or one of its children: find it by cgroup.
-            let by_cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok().and_then(|c| cgroup::service_of(&c).map(str::to_owned));
-            let i = self.units.iter().position(|u| u.pid == Some(pid) || by_cgroup.as_deref() == Some(u.name.as_str()));
-            if let Some(i) = i {
-                let notify = self.units[i].def.as_ref().and_then(|d| d.readiness.as_ref()).is_some_and(|r| r.notify);
-                if notify && self.units[i].state == State::Starting {
-                    self.became_ready(i, now);
-                }
-            }
         }
     }
 
@@ -678,7 +490,7 @@ impl Supervisor {
                 }
             }
             Some(pid) => {
-                let sig = spawn::signal_by_name(&def.stop.signal).unwrap_or(Signal::SIGTERM);
+                let sig = def.stop.signal;
                 let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
                 if def.stop.mode == StopMode::Cgroup {
                     if let Some(tree) = &self.tree {
@@ -749,90 +561,6 @@ impl Supervisor {
         }
     }
 
-    fn probe(&mut self, i: usize, what: ProbeFor, now: Instant) {
-        let u = &mut self.units[i];
-        let Some(def) = &u.def else { return };
-        let (kind, timeout) = match what {
-            ProbeFor::Readiness => match &def.readiness {
-                Some(r) => (r.kind(), r.timeout.map_or(Duration::from_secs(5), |t| Duration::from_secs(t).min(Duration::from_secs(5)))),
-                None => return,
-            },
-            ProbeFor::Health => match &def.health {
-                Some(h) => (h.check.kind(), Duration::from_secs(h.check.timeout.unwrap_or(10))),
-                None => return,
-            },
-        };
-        let Ok(kind) = kind else { return };
-        let (generation, service) = (u.generation, i);
-        u.next_probe = None;
-        match kind {
-            CheckKind::Notify => {}
-            CheckKind::File(path) => {
-                // Cheap enough to do right here.
-                let result = check::file(&path);
-                self.probe_done(ProbeResult { service, generation, what, result }, now);
-            }
-            CheckKind::Command(argv) => {
-                u.probe_inflight = true;
-                // As the service runs: its user, sandbox and cgroup (see spawn_probe).
-                let procs = match &self.tree {
-                    Some(tree) => tree.procs(&u.name).map(Some).map_err(|e| e.to_string()),
-                    None => Ok(None),
-                };
-                let spawned = procs.and_then(|procs| spawn::spawn_probe(def, &argv, procs, self.last_cap).map_err(|e| e.to_string()));
-                match spawned {
-                    Ok(pid) => {
-                        self.probe_pids.insert(pid, (i, generation, what, now + timeout));
-                    }
-                    Err(e) => self.probe_done(ProbeResult { service, generation, what, result: Err(e) }, now),
-                }
-            }
-            CheckKind::Tcp(addr) | CheckKind::Http(addr) => {
-                u.probe_inflight = true;
-                let http = addr.starts_with("http://");
-                let tx = self.probes_tx.clone();
-                let waker = self.waker.clone();
-                let spawned = std::thread::Builder::new().name("probe".into()).stack_size(64 * 1024).spawn(move || {
-                    let result = if http { check::http(&addr, timeout) } else { check::tcp(&addr, timeout) };
-                    let _ = tx.send(ProbeResult { service, generation, what, result });
-                    waker.wake();
-                });
-                if let Err(e) = spawned {
-                    self.probe_done(ProbeResult { service, generation, what, result: Err(format!("cannot start a probe thread: {e}")) }, now);
-                }
-            }
-        }
-    }
-
-    fn probe_done(&mut self, p: ProbeResult, now: Instant) {
-        let Some(u) = self.units.get_mut(p.service) else { return };
-        if u.generation != p.generation {
-            return;
-        }
-        u.probe_inflight = false;
-        match (p.what, p.result) {
-            (ProbeFor::Readiness, Ok(())) if u.state == State::Starting => self.became_ready(p.service, now),
-            (ProbeFor::Readiness, _) => u.next_probe = Some(now + PROBE_EVERY),
-            (ProbeFor::Health, result) => {
-                let Some(h) = u.def.as_ref().and_then(|d| d.health.clone()) else { return };
-                u.next_probe = Some(now + Duration::from_secs(h.interval));
-                match result {
-                    Ok(()) => u.health_failures = 0,
-                    Err(e) => {
-                        u.health_failures += 1;
-                        let n = u.health_failures;
-                        self.event(p.service, Level::Warn, &format!("health check failed ({n}/{}): {e}", h.failures));
-                        if n >= h.failures && self.units[p.service].state == State::Running {
-                            self.units[p.service].forced_failure = Some(format!("{n} failed health checks"));
-                            self.event(p.service, Level::Warn, "unhealthy: killing it; its restart policy decides what next");
-                            self.kill(p.service);
-                        }
-                    }
-                }
-            }
-        }
-    }
-
     /// A message about a service: the journal (UNIT=), its recent lines and the console.
     fn event(&self, i: usize, level: Level, msg: &str) {
         let name = &self.units[i].name;
@@ -849,67 +577,4 @@ fn optional_definition(path: &std::path::Path) -> Option<Definition> {
     let text = std::fs::read_to_string(path).ok()?;
     let def: Definition = toml::from_str(&text).ok()?;
     (def.optional && def.validate().is_ok()).then_some(def)
-}
-
-fn bind_notify_socket() -> Option<std::os::unix::net::UnixDatagram> {
-    let _ = std::fs::create_dir_all("/run/cairn");
-    let _ = std::fs::remove_file(NOTIFY_SOCKET);
-    let sock = match std::os::unix::net::UnixDatagram::bind(NOTIFY_SOCKET) {
-        Ok(s) => s,
-        Err(e) => {
-            crate::say!("WARNING: cannot bind {NOTIFY_SOCKET}: {e}; notify readiness will time out");
-            return None;
-        }
-    };
-    let _ = sock.set_nonblocking(true);
-    // SO_PASSCRED: every datagram carries the sender's pid, which names the service. Any
-    // user may send (services run as their own users); the pid cannot be forged.
-    let _ = nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::PassCred, &true);
-    use std::os::unix::fs::PermissionsExt;
-    let _ = std::fs::set_permissions(NOTIFY_SOCKET, std::fs::Permissions::from_mode(0o777));
-    Some(sock)
-}
-
-/// initial, 2×initial, 4×initial ... up to the cap.
-pub fn backoff(initial_ms: u64, max_ms: u64, failures_in_row: u32) -> Duration {
-    let shift = failures_in_row.saturating_sub(1).min(32);
-    Duration::from_millis(initial_ms.saturating_mul(1u64 << shift).min(max_ms))
-}
-
-pub fn describe(st: &WaitStatus) -> (String, bool) {
-    match st {
-        WaitStatus::Exited(_, code) => (format!("exited with status {code}"), *code == 0),
-        WaitStatus::Signaled(_, sig, core) => (format!("killed by {sig}{}", if *core { " (core dumped)" } else { "" }), false),
-        other => (format!("{other:?}"), false),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Issue 8: a crash-looping service showed `running ready` between two crashes.
-    #[test]
-    fn a_crash_looping_service_shows_failing_while_it_runs_until_its_reset_period() {
-        let def: Definition = toml::from_str("command = \"/bin/false\"\nrestart = { reset_after_s = 10 }").expect("definition");
-        let mut u = Unit::new("loop".into(), Ok(def));
-        let t0 = Instant::now();
-        u.state = State::Running;
-        u.started_at = Some(t0);
-        u.failures_in_row = FAILING_AFTER;
-        assert_eq!(u.info(t0 + Duration::from_secs(1)).state, "failing", "between two crashes");
-        u.state = State::Starting;
-        assert_eq!(u.info(t0 + Duration::from_secs(1)).state, "failing");
-        u.state = State::Running;
-        assert_eq!(u.info(t0 + Duration::from_secs(10)).state, "running", "stable for the reset period");
-        u.failures_in_row = FAILING_AFTER - 1;
-        assert_eq!(u.info(t0 + Duration::from_secs(1)).state, "running", "a few restarts are not a crash loop");
-    }
-
-    #[test]
-    fn backoff_doubles_to_the_cap() {
-        let d: Vec<u128> = (1..=7).map(|n| backoff(100, 1600, n).as_millis()).collect();
-        assert_eq!(d, [100, 200, 400, 800, 1600, 1600, 1600]);
-        assert_eq!(backoff(500, 30_000, 200), Duration::from_secs(30));
-    }
 }
