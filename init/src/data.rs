@@ -48,6 +48,8 @@ pub enum DataError {
     Format(ToolExit),
     #[error("the data partition does not mount ({errno}) even after e2fsck ({}: {}); it was left as it is, not formatted: repair it from a rescue system (e2fsck -b <backup superblock>) or zero its first MiB to start afresh", exit_text(.check), .check.stderr)]
     Unrepairable { errno: nix::Error, check: ToolExit },
+    #[error("the ext4 file system just created on the blank data partition does not mount ({errno}): the kernel lacks ext4, or the disk fails writes")]
+    NewDoesNotMount { errno: nix::Error },
 }
 
 fn exit_text(e: &ToolExit) -> String {
@@ -129,7 +131,7 @@ pub fn mount(sys: &dyn Sys, p: &Paths, state: State, size_mib: u64) -> Result<()
     }
     sys.mount(&p.dev, &p.target, "ext4", flags, "").or_else(|errno| {
         if state == State::Blank {
-            return Err(DataError::Unrepairable { errno, check: ToolExit { code: None, stderr: "just created".into() } });
+            return Err(DataError::NewDoesNotMount { errno });
         }
         // One more full check, whose result goes into the error.
         let check = tool(sys, p, E2FSCK, &["-y"])?;
@@ -224,6 +226,14 @@ mod tests {
             assert!(err.to_string().contains("not formatted"), "{err}");
         }
         assert!(!made_a_file_system(&r), "{:?}", r.calls());
+    }
+
+    #[test]
+    fn a_new_file_system_that_does_not_mount_says_so() {
+        let r = Recorder { fail: vec![("mount /sysroot/dev/vda7".into(), nix::Error::ENODEV)], ..Default::default() };
+        let err = mount(&r, &paths(), State::Blank, 64).expect_err("must not mount");
+        assert!(matches!(err, DataError::NewDoesNotMount { .. }), "{err}");
+        assert!(!err.to_string().contains("e2fsck"), "nothing was checked: {err}");
     }
 
     #[test]
