@@ -66,11 +66,13 @@ pub fn run(sys: &dyn Sys, start_ms: u64) -> Result<(), Stage2Error> {
 
     let stage1_start: u64 = std::env::var("CAIRN_STAGE1_START_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(start_ms);
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-    let slot = crate::cmdline::value(&cmdline, "cairn.slot").unwrap_or("?").to_owned();
+    // Parsed once; the status, mark-good and mark-stable all use this value.
+    let slot = slot_on(&cmdline);
+    let status_slot = slot.map_or_else(|| "?".to_owned(), |s| s.to_string());
     let release = std::fs::read_to_string("/etc/cairn/release").unwrap_or_default();
     let version = release.lines().find_map(|l| l.strip_prefix("VERSION=")).unwrap_or("unknown").to_owned();
     let status = SystemStatus {
-        slot: slot.clone(),
+        slot: status_slot.clone(),
         version: version.clone(),
         boot_id: std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default().trim().to_owned(),
         uptime_s: 0,
@@ -112,7 +114,7 @@ pub fn run(sys: &dyn Sys, start_ms: u64) -> Result<(), Stage2Error> {
         // Up and ready long enough: the slot's failed boots no longer count.
         if !stable_recorded && ready_at.is_some_and(|t| t.elapsed() >= Duration::from_secs(cairn_updater::grubenv::STABLE_AFTER_S)) {
             stable_recorded = true;
-            mark_stable(sys);
+            mark_stable(sys, slot);
         }
         if !hub.check() {
             return Err(Stage2Error::LogThreadLost);
@@ -131,11 +133,11 @@ pub fn run(sys: &dyn Sys, start_ms: u64) -> Result<(), Stage2Error> {
                 }
                 ready = true;
                 ready_at = Some(Instant::now());
-                mark_good(sys, &slot);
+                mark_good(sys, slot);
                 sup.set_ready();
                 say!(
                     "CAIRN READY slot={} version={} kernel_ms={} stage1_ms={} stage2_ms={} pid1_rss_kib={} boot_id={}",
-                    slot,
+                    status_slot,
                     version,
                     stage1_start,
                     start_ms.saturating_sub(stage1_start),
@@ -320,15 +322,15 @@ fn setup_identity() {
 }
 
 /// The running slot, from the kernel command line.
-fn running_slot() -> Option<cairn_updater::slot::Slot> {
-    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-    crate::cmdline::value(&cmdline, "cairn.slot").and_then(|s| cairn_updater::slot::Slot::parse(s).ok())
+fn slot_on(cmdline: &str) -> Option<cairn_updater::slot::Slot> {
+    crate::cmdline::value(cmdline, "cairn.slot").and_then(|s| cairn_updater::slot::Slot::parse(s).ok())
 }
 
 /// PID 1's fatal path (an error or a bug in stage 2): count this as a failed boot of the
 /// running slot before the reboot, so a slot that keeps failing hands over.
 pub fn record_failure(sys: &dyn Sys) {
-    match (running_slot(), bootctl::EspAccess::recorded()) {
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    match (slot_on(&cmdline), bootctl::EspAccess::recorded()) {
         (Some(slot), Some(access)) => bootctl::record_failed_boot(sys, &access, slot, false),
         _ => say!("WARNING: cannot record the failed boot (no slot on the command line or no boot disk recorded)"),
     }
@@ -376,8 +378,8 @@ impl StallMonitor {
     }
 }
 
-fn mark_good(sys: &dyn Sys, slot: &str) {
-    let Ok(slot) = cairn_updater::slot::Slot::parse(slot) else {
+fn mark_good(sys: &dyn Sys, slot: Option<cairn_updater::slot::Slot>) {
+    let Some(slot) = slot else {
         say!("WARNING: no cairn.slot on the kernel command line; not touching grubenv");
         return;
     };
@@ -393,8 +395,8 @@ fn mark_good(sys: &dyn Sys, slot: &str) {
 
 /// Forgets the running slot's failed boots (see `GrubEnv::mark_stable`); writes grubenv
 /// only if there were any.
-fn mark_stable(sys: &dyn Sys) {
-    let (Some(slot), Some(access)) = (running_slot(), bootctl::EspAccess::recorded()) else { return };
+fn mark_stable(sys: &dyn Sys, slot: Option<cairn_updater::slot::Slot>) {
+    let (Some(slot), Some(access)) = (slot, bootctl::EspAccess::recorded()) else { return };
     let mut had = 0;
     match bootctl::update(sys, &access, |env| {
         had = env.failures(slot);
