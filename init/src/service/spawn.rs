@@ -42,6 +42,15 @@ pub struct Started {
     pub pid: i32,
     /// The read end of the service's stdout+stderr pipe.
     pub output: OwnedFd,
+    /// Who it runs as, resolved once for this run: its probes run the same way.
+    pub identity: Identity,
+}
+
+/// A service's sandbox with its user and groups resolved, and its home directory.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub sandbox: cairn_hardening::sandbox::Sandbox,
+    pub home: Option<String>,
 }
 
 /// The sandbox a definition asks for, with names resolved against the user database.
@@ -88,6 +97,7 @@ pub fn spawn(s: Spawn<'_>) -> Result<Started, SpawnError> {
     let group_text = std::fs::read_to_string("/etc/group").unwrap_or_default();
     let (sandbox, home) = sandbox_for(def, &passwd, &group_text)?;
     let prepared = sandbox.prepare(s.last_cap)?;
+    let identity = Identity { sandbox, home };
 
     for d in &def.directories {
         super::directory::make(d, &passwd)?;
@@ -101,7 +111,7 @@ pub fn spawn(s: Spawn<'_>) -> Result<Started, SpawnError> {
 
     let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| SpawnError::Pipe(e.into()))?;
     let write2 = write.try_clone().map_err(SpawnError::Pipe)?;
-    let mut cmd = command(def, &def.command, &def.args, home.as_deref(), s.cgroup_procs, prepared);
+    let mut cmd = command(def, &def.command, &def.args, identity.home.as_deref(), s.cgroup_procs, prepared);
     cmd.stdout(Stdio::from(write)).stderr(Stdio::from(write2));
     if let Some(sock) = s.notify_socket {
         cmd.env("NOTIFY_SOCKET", sock);
@@ -110,20 +120,19 @@ pub fn spawn(s: Spawn<'_>) -> Result<Started, SpawnError> {
     drop(cmd); // closes our copies of the pipe's write end
     // PID 1 reaps every child through waitpid(-1) in its loop; dropping the handle neither
     // waits nor kills.
-    Ok(Started { pid: child.id() as i32, output: read })
+    Ok(Started { pid: child.id() as i32, output: read, identity })
 }
 
-/// Starts a command probe (`readiness`/`health` with `command = [...]`) as the service
-/// itself would run: its user, sandbox, limits, environment and cgroup. Returns its pid;
-/// its output goes nowhere. As root in PID 1's cgroup a probe could do what the service
-/// cannot, and would not count against the service's limits.
-pub fn spawn_probe(def: &Definition, argv: &[String], cgroup_procs: Option<OwnedFd>, last_cap: u32) -> Result<i32, SpawnError> {
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    let group_text = std::fs::read_to_string("/etc/group").unwrap_or_default();
-    let (sandbox, home) = sandbox_for(def, &passwd, &group_text)?;
-    let prepared = sandbox.prepare(last_cap)?;
+/// Starts a command probe (`readiness`/`health` with `command = [...]`) as the service's
+/// current run does (`identity`, from its [`Started`]): its user, sandbox, limits,
+/// environment and cgroup. Returns its pid; its output goes nowhere. As root in PID 1's
+/// cgroup a probe could do what the service cannot, and would not count against the
+/// service's limits. Nothing is read from the user database here: a probe every 200 ms
+/// must not re-read /etc/passwd and /etc/group each time.
+pub fn spawn_probe(def: &Definition, identity: &Identity, argv: &[String], cgroup_procs: Option<OwnedFd>, last_cap: u32) -> Result<i32, SpawnError> {
+    let prepared = identity.sandbox.prepare(last_cap)?;
     let Some((program, args)) = argv.split_first() else { return Err(SpawnError::Exec { command: String::new(), reason: "empty probe command".into() }) };
-    let mut cmd = command(def, program, args, home.as_deref(), cgroup_procs, prepared);
+    let mut cmd = command(def, program, args, identity.home.as_deref(), cgroup_procs, prepared);
     cmd.stdout(Stdio::null()).stderr(Stdio::null());
     let child = cmd.spawn().map_err(|e| SpawnError::Exec { command: program.clone(), reason: e.to_string() })?;
     Ok(child.id() as i32)

@@ -352,6 +352,7 @@ impl Supervisor {
                 self.hub.attach(&name, started.output);
                 let u = &mut self.units[i];
                 u.pid = Some(started.pid);
+                u.identity = Some(started.identity);
                 u.generation += 1;
                 u.started_at = Some(now);
                 if u.first_start_ms == 0 {

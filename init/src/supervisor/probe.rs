@@ -51,7 +51,8 @@ impl Supervisor {
                     Some(tree) => tree.procs(&u.name).map(Some).map_err(|e| e.to_string()),
                     None => Ok(None),
                 };
-                let spawned = procs.and_then(|procs| spawn::spawn_probe(def, &argv, procs, self.last_cap).map_err(|e| e.to_string()));
+                let identity = u.identity.as_ref().ok_or_else(|| "the service has no current run to probe".to_owned());
+                let spawned = procs.and_then(|procs| spawn::spawn_probe(def, identity?, &argv, procs, self.last_cap).map_err(|e| e.to_string()));
                 match spawned {
                     Ok(pid) => {
                         self.probe_pids.insert(pid, (i, generation, what, now + timeout));

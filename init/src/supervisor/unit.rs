@@ -39,6 +39,8 @@ pub(super) struct Unit {
     pub(super) state: State,
     pub(super) want: bool,
     pub(super) pid: Option<i32>,
+    /// Who the current run runs as; its command probes run the same way.
+    pub(super) identity: Option<crate::service::spawn::Identity>,
     /// Counts starts; a probe result from an earlier run is ignored.
     pub(super) generation: u64,
     pub(super) restarts: u32,
@@ -78,6 +80,7 @@ impl Unit {
             state: if want { State::Waiting } else { state },
             want,
             pid: None,
+            identity: None,
             generation: 0,
             restarts: 0,
             failures_in_row: 0,
