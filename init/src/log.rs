@@ -45,7 +45,6 @@ pub fn record(level: log::Level, msg: &str) {
 
 /// A message on the console and in the log.
 pub fn say(msg: &str) {
-    console(msg);
     let level = if msg.starts_with("WARNING") {
         log::Level::Warn
     } else if msg.starts_with("FATAL") {
@@ -53,7 +52,12 @@ pub fn say(msg: &str) {
     } else {
         log::Level::Info
     };
+    // The log first: before journald runs, the kernel echoes a warning or error it logs
+    // onto the same serial console, and it does so inside this write. Written after our own
+    // console line, that echo landed in the middle of the *next* line (a VM test's match on
+    // "recorded a failed boot ..." failed that way).
     record(level, msg);
+    console(msg);
 }
 
 /// Only the console (for lines the log gets by another way).
