@@ -66,6 +66,13 @@ impl Console {
         });
     }
 
+    /// Puts text printed before this QEMU started (a resumed snapshot's boot) in front.
+    pub fn seed(&self, text: &str) {
+        if let Ok(mut g) = self.inner.0.lock() {
+            g.text.push_str(&strip_escapes(text));
+        }
+    }
+
     /// Later waits only see text printed from now on.
     pub fn mark(&self) {
         if let Ok(mut g) = self.inner.0.lock() {

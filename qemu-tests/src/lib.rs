@@ -15,6 +15,7 @@ pub mod kvm;
 pub mod machine;
 pub mod qmp;
 pub mod shared;
+pub mod snapshot;
 
 pub use machine::{Firmware, Machine, MachineConfig, ReadyLine};
 

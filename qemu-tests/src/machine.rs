@@ -37,11 +37,15 @@ pub struct MachineConfig {
     /// Byte offsets of the boot disk whose reads fail with EIO (QEMU's blkdebug driver, a
     /// bad sector), from the next start on; reads of anything else and all writes work.
     pub boot_read_errors: Vec<u64>,
+    /// A disk overlay holding QEMU's internal snapshot `ready` (see `snapshot`): the machine's
+    /// disk starts as a copy of it, and its first start resumes the snapshot (`-loadvm`)
+    /// instead of booting. Later starts (power cycles) boot as usual.
+    pub start_from: Option<PathBuf>,
 }
 
 impl MachineConfig {
     pub fn new(name: &str, disk: &Path, firmware: Firmware) -> MachineConfig {
-        MachineConfig { name: name.to_owned(), disk: disk.to_owned(), disk_size_mb: 2048, firmware, memory_mb: 1024, cpus: 2, host_port_forwards: Vec::new(), extra_drives: Vec::new(), drives_before: Vec::new(), boot_read_errors: Vec::new() }
+        MachineConfig { name: name.to_owned(), disk: disk.to_owned(), disk_size_mb: 2048, firmware, memory_mb: 1024, cpus: 2, host_port_forwards: Vec::new(), extra_drives: Vec::new(), drives_before: Vec::new(), boot_read_errors: Vec::new(), start_from: None }
     }
 }
 
@@ -91,6 +95,8 @@ pub struct Machine {
     /// (108 bytes), and `dir` grows with the checkout path and the test's name (CI checks out
     /// under /check/work/main, which pushed two tests over the limit).
     sockets: PathBuf,
+    /// The next start resumes `cfg.start_from`'s snapshot instead of booting (once).
+    resume: bool,
 }
 
 /// A short directory for one machine's sockets: /tmp/cairn-vm-<hash of its log dir>.
@@ -127,15 +133,15 @@ impl Machine {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).map_err(HarnessError::io(format!("create {}", dir.display())))?;
         let disk = std::fs::canonicalize(&cfg.disk).map_err(HarnessError::io(format!("disk image {}", cfg.disk.display())))?;
-        let out = Command::new("qemu-img")
-            .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
-            .arg(&disk)
-            .arg(dir.join("overlay.qcow2"))
-            .arg(format!("{}M", cfg.disk_size_mb))
-            .output()
-            .map_err(HarnessError::io("qemu-img create"))?;
-        if !out.status.success() {
-            return Err(HarnessError::Qmp(format!("qemu-img create: {}", String::from_utf8_lossy(&out.stderr))));
+        let console = Console::default();
+        if let Some(saved) = &cfg.start_from {
+            std::fs::copy(saved, dir.join("overlay.qcow2")).map_err(HarnessError::io(format!("copy the snapshot {}", saved.display())))?;
+            // The boot the snapshot was taken in, so its ready line and messages are there.
+            let before = std::fs::read_to_string(saved.with_extension("console.log")).unwrap_or_default();
+            console.seed(&before);
+            std::fs::write(dir.join("console.log"), format!("{before}\n[cairn-qemu-tests: resumed the snapshot taken at ready]\n")).map_err(HarnessError::io("console log"))?;
+        } else {
+            Machine::create_overlay(&disk, &dir, cfg.disk_size_mb)?;
         }
         if cfg.firmware == Firmware::Uefi {
             if !Path::new(OVMF_CODE).is_file() {
@@ -146,7 +152,45 @@ impl Machine {
         let sockets = socket_dir(&dir);
         let _ = std::fs::remove_dir_all(&sockets);
         std::fs::create_dir_all(&sockets).map_err(HarnessError::io(format!("create {}", sockets.display())))?;
-        Ok(Machine { cfg, dir, child: None, qmp: None, agent: None, console: Console::default(), started: Instant::now(), sockets })
+        let resume = cfg.start_from.is_some();
+        Ok(Machine { cfg, dir, child: None, qmp: None, agent: None, console, started: Instant::now(), sockets, resume })
+    }
+
+    /// A copy-on-write overlay of the (never modified) base image.
+    fn create_overlay(disk: &Path, dir: &Path, size_mb: u64) -> Result<(), HarnessError> {
+        let out = Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
+            .arg(disk)
+            .arg(dir.join("overlay.qcow2"))
+            .arg(format!("{size_mb}M"))
+            .output()
+            .map_err(HarnessError::io("qemu-img create"))?;
+        if !out.status.success() {
+            return Err(HarnessError::Qmp(format!("qemu-img create: {}", String::from_utf8_lossy(&out.stderr))));
+        }
+        Ok(())
+    }
+
+    /// Saves the running machine as QEMU's internal snapshot `ready` and powers it off; its
+    /// overlay (with the snapshot inside) goes to `to`, its console log beside it, for
+    /// `MachineConfig::start_from`.
+    pub fn save_ready_snapshot(&mut self, to: &Path) -> Result<(), HarnessError> {
+        let q = self.qmp.as_mut().ok_or_else(|| HarnessError::Qmp("QEMU is not running".into()))?;
+        let reply = q.execute("human-monitor-command", json!({"command-line": "savevm ready"}))?;
+        // HMP answers an error as text; success is silent.
+        let said = reply.get("return").and_then(|r| r.as_str()).unwrap_or_default().trim().to_owned();
+        if !said.is_empty() {
+            return Err(HarnessError::Qmp(format!("savevm ready: {said}")));
+        }
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.qmp = None;
+        self.agent = None;
+        std::fs::copy(self.dir.join("overlay.qcow2"), to).map_err(HarnessError::io(format!("keep the snapshot as {}", to.display())))?;
+        std::fs::write(to.with_extension("console.log"), self.console.text()).map_err(HarnessError::io("keep the snapshot's console log"))?;
+        Ok(())
     }
 
     /// Starts QEMU on the existing overlay (first start, after a power cut, after poweroff).
@@ -175,6 +219,9 @@ impl Machine {
             .arg(self.boot_drive()?)
             .args(["-device", "virtio-blk-pci,drive=boot,bootindex=0"])
             .args(["-device", "virtio-rng-pci"]);
+        if std::mem::take(&mut self.resume) {
+            cmd.args(["-loadvm", "ready"]);
+        }
         for extra in &self.cfg.extra_drives {
             cmd.arg("-drive").arg(format!("file={},format=raw,if=virtio,readonly=on", extra.display()));
         }

@@ -13,6 +13,12 @@ fn boot(name: &str, firmware: Firmware) -> Result<Machine, cairn_qemu_tests::Har
     Machine::start(MachineConfig::new(name, &image.disk_path(), firmware))
 }
 
+/// A node at ready resumed from the test process's snapshot (see `snapshot`), for tests
+/// about what happens after a boot; the boot tests themselves boot.
+fn resume(name: &str) -> Result<Machine, cairn_qemu_tests::HarnessError> {
+    cairn_qemu_tests::snapshot::resume(name)
+}
+
 fn boots_to_ready(name: &str, firmware: Firmware) -> R {
     let m = boot(name, firmware)?;
     let ready = m.wait_for_ready(BOOT_TIMEOUT)?;
@@ -60,7 +66,7 @@ fn the_default_image_boots_to_ready_and_powers_off_cleanly() -> R {
 
 #[test]
 fn hardening_baseline_is_applied_and_audited() -> R {
-    let m = boot("hardening_baseline_is_applied_and_audited", Firmware::Bios)?;
+    let m = resume("hardening_baseline_is_applied_and_audited")?;
     m.wait_for_ready(BOOT_TIMEOUT)?;
     m.wait_for_agent(Duration::from_secs(60))?;
     let report: serde_json::Value = serde_json::from_str(&m.succeed("cairnctl hardening")?).expect("cairnctl hardening prints JSON");
@@ -90,7 +96,7 @@ fn boots_to_ready_under_ovmf() -> R {
 
 #[test]
 fn root_is_read_only_and_data_survives_reboot() -> R {
-    let m = boot("root_is_read_only_and_data_survives_reboot", Firmware::Bios)?;
+    let m = resume("root_is_read_only_and_data_survives_reboot")?;
     let first = m.wait_for_ready(BOOT_TIMEOUT)?;
     m.wait_for_agent(Duration::from_secs(60))?;
     let out = m.fail("touch /cairn-test-file")?;
@@ -149,7 +155,7 @@ fn corrupted_root_a_falls_back_to_root_b() -> R {
 
 #[test]
 fn poweroff_from_guest_is_clean_and_boots_again() -> R {
-    let mut m = boot("poweroff_from_guest_is_clean_and_boots_again", Firmware::Bios)?;
+    let mut m = resume("poweroff_from_guest_is_clean_and_boots_again")?;
     m.wait_for_ready(BOOT_TIMEOUT)?;
     m.wait_for_agent(Duration::from_secs(60))?;
     m.succeed("echo before-poweroff > /data/p && sync")?;
@@ -173,7 +179,7 @@ fn poweroff_from_guest_is_clean_and_boots_again() -> R {
 fn a_data_partition_with_a_damaged_primary_superblock_keeps_its_files() -> R {
     let image = test_image()?;
     let (data_lba, _) = image.partition("data").expect("data in the manifest");
-    let mut m = boot("a_data_partition_with_a_damaged_primary_superblock_keeps_its_files", Firmware::Bios)?;
+    let mut m = resume("a_data_partition_with_a_damaged_primary_superblock_keeps_its_files")?;
     let first = m.wait_for_ready(BOOT_TIMEOUT)?;
     m.wait_for_agent(Duration::from_secs(60))?;
     m.succeed(&format!("echo {} > /data/keep && sync", first.boot_id))?;
@@ -253,7 +259,7 @@ fn a_zeroed_grubenv_still_boots_and_is_repaired() -> R {
 #[test]
 fn a_second_disk_with_the_same_labels_is_ignored() -> R {
     let image = test_image()?;
-    let mut m = boot("a_second_disk_with_the_same_labels_is_ignored", Firmware::Bios)?;
+    let mut m = resume("a_second_disk_with_the_same_labels_is_ignored")?;
     m.wait_for_ready(BOOT_TIMEOUT)?;
     m.wait_for_agent(Duration::from_secs(60))?;
     assert!(m.console_log().contains("first boot: the disk has its own GUIDs now"), "no new disk identity on the first boot");
@@ -291,7 +297,7 @@ fn reboot_from_guest_is_clean() -> R {
 
 #[test]
 fn ctrl_alt_del_reboots_and_power_button_powers_off() -> R {
-    let mut m = boot("ctrl_alt_del_reboots_and_power_button_powers_off", Firmware::Bios)?;
+    let mut m = resume("ctrl_alt_del_reboots_and_power_button_powers_off")?;
     let first = m.wait_for_ready(BOOT_TIMEOUT)?;
     m.wait_for_agent(Duration::from_secs(60))?;
     m.send_ctrl_alt_del()?;
@@ -307,7 +313,7 @@ fn ctrl_alt_del_reboots_and_power_button_powers_off() -> R {
 
 #[test]
 fn boots_again_after_power_cut() -> R {
-    let mut m = boot("boots_again_after_power_cut", Firmware::Bios)?;
+    let mut m = resume("boots_again_after_power_cut")?;
     m.wait_for_ready(BOOT_TIMEOUT)?;
     m.wait_for_agent(Duration::from_secs(60))?;
     m.succeed("echo synced > /data/synced && sync && dd if=/dev/zero of=/data/unsynced bs=1M count=20 2>/dev/null")?;
@@ -354,7 +360,7 @@ fn agent_in_a_new_boot(m: &Machine, old: &str) -> Result<String, cairn_qemu_test
 
 #[test]
 fn a_stalled_pid1_is_rebooted_by_the_watchdog() -> R {
-    let m = boot("stalled-pid1-watchdog", Firmware::Bios)?;
+    let m = resume("stalled-pid1-watchdog")?;
     let first = m.wait_for_ready(BOOT_TIMEOUT)?;
     m.wait_for_agent(Duration::from_secs(60))?;
     assert!(m.console_log().contains("watchdog armed"), "PID 1 did not say it armed the watchdog");
@@ -392,7 +398,7 @@ fn write_grubenv(m: &Machine, env: &cairn_updater::grubenv::GrubEnv) -> R {
 /// committed is skipped on the next boot.
 #[test]
 fn a_hang_before_the_slot_is_marked_good_falls_back_to_the_other_slot() -> R {
-    let mut m = boot("hang-before-good", Firmware::Bios)?;
+    let mut m = resume("hang-before-good")?;
     let first = m.wait_for_ready(BOOT_TIMEOUT)?;
     assert_eq!(first.slot, "a");
     m.wait_for_agent(Duration::from_secs(60))?;
@@ -460,7 +466,7 @@ fn one_transient_stage1_failure_does_not_cost_the_slot() -> R {
 /// retried.
 #[test]
 fn a_committed_slot_that_fails_three_boots_in_a_row_hands_over() -> R {
-    let mut m = boot("a_committed_slot_that_fails_three_boots_in_a_row_hands_over", Firmware::Bios)?;
+    let mut m = resume("a_committed_slot_that_fails_three_boots_in_a_row_hands_over")?;
     assert_eq!(m.wait_for_ready(BOOT_TIMEOUT)?.slot, "a");
     m.wait_for_agent(Duration::from_secs(60))?;
     assert!(m.shutdown(Duration::from_secs(120))?.success());

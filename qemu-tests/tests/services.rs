@@ -23,8 +23,9 @@ fn boot_with(name: &str, edit: impl FnOnce(&mut MachineConfig)) -> Result<Machin
     Ok(m)
 }
 
+/// A fresh node at ready, resumed from the process's ready snapshot rather than booted.
 fn boot(name: &str) -> Result<Machine, HarnessError> {
-    boot_with(name, |_| {})
+    cairn_qemu_tests::snapshot::ready_machine(name)
 }
 
 /// `cairnctl --json services`, by name.
