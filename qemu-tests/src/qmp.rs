@@ -25,6 +25,11 @@ pub fn connect(path: &Path, timeout: Duration) -> Result<UnixStream, HarnessErro
     }
 }
 
+/// Is this line an asynchronous event?
+pub fn is_event(v: &Value) -> bool {
+    v.get("event").is_some()
+}
+
 /// Is this line a reply (not an asynchronous event)?
 pub fn is_reply(v: &Value) -> bool {
     v.get("return").is_some() || v.get("error").is_some()
@@ -36,9 +41,16 @@ impl Qmp {
         stream.set_read_timeout(Some(Duration::from_secs(30))).map_err(HarnessError::io("qmp timeout"))?;
         let writer = stream.try_clone().map_err(HarnessError::io("qmp clone"))?;
         let mut q = Qmp { reader: BufReader::new(stream), writer };
-        let greeting = q.read()?;
-        if greeting.get("QMP").is_none() {
-            return Err(HarnessError::Qmp(format!("unexpected greeting {greeting}")));
+        // QEMU may emit an event (RESUME after -loadvm) to a client that connected while the
+        // machine was still being set up, before the greeting: skip events, refuse anything else.
+        loop {
+            let line = q.read()?;
+            if line.get("QMP").is_some() {
+                break;
+            }
+            if !is_event(&line) {
+                return Err(HarnessError::Qmp(format!("unexpected greeting {line}")));
+            }
         }
         q.execute("qmp_capabilities", json!({}))?;
         Ok(q)
@@ -77,5 +89,7 @@ mod tests {
         assert!(is_reply(&json!({"return": {}})));
         assert!(is_reply(&json!({"error": {"class": "GenericError"}})));
         assert!(!is_reply(&json!({"event": "POWERDOWN", "timestamp": {}})));
+        assert!(is_event(&json!({"event": "RESUME", "timestamp": {}})));
+        assert!(!is_event(&json!({"QMP": {"version": {}}})));
     }
 }
