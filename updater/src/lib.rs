@@ -5,9 +5,15 @@
 //! - [`slot`]: slot and partition names;
 //! - [`grubenv`]: GRUB's environment block and the A/B state in it;
 //! - [`verity`]: the dm-verity hash tree and superblock;
-//! - [`gpt`]: GUID partition tables.
+//! - [`gpt`]: GUID partition tables;
+//! - [`keys`]: ed25519 keys and signatures in TUF's form;
+//! - [`tuf`]: The Update Framework's metadata, client workflow and repository writer;
+//! - [`bundle`]: the update bundle, its signed manifest and its reader.
 
+pub mod bundle;
 pub mod gpt;
 pub mod grubenv;
+pub mod keys;
 pub mod slot;
+pub mod tuf;
 pub mod verity;
