@@ -1,7 +1,7 @@
 //! ed25519 keys in The Update Framework's JSON form (`keytype`/`scheme`/`keyval`), their key
 //! ids, and signatures over bytes. The TUF metadata and the bundle signatures share them.
 
-use ed25519_dalek::{Signer, Verifier};
+use ed25519_dalek::Signer;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
