@@ -15,6 +15,7 @@ pub mod initramfs;
 pub mod manifest;
 pub mod modules;
 pub mod profile;
+pub mod release;
 pub mod rootfs;
 pub mod sbom;
 pub mod slot;

@@ -57,6 +57,77 @@ enum Cmd {
         #[arg(long)]
         modules: Option<PathBuf>,
     },
+    /// Make a new signing key for each TUF role (root, targets, snapshot, timestamp).
+    Keygen {
+        /// The keys directory (created mode 0700; an existing key is never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Build and sign an update bundle from a built image, or check one (`bundle verify`).
+    #[command(args_conflicts_with_subcommands = true)]
+    Bundle {
+        #[command(subcommand)]
+        action: Option<BundleCmd>,
+        /// The built image's output directory (`build --out`).
+        #[arg(long)]
+        image: Option<PathBuf>,
+        /// The keys directory (`keygen --out`); the bundle is signed with targets.key.
+        #[arg(long)]
+        keys: Option<PathBuf>,
+        /// The bundle file to write.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The oldest running version this bundle may replace.
+        #[arg(long)]
+        min_version: Option<String>,
+        /// A security release (the reboot policy may reboot at --deadline).
+        #[arg(long)]
+        security: bool,
+        /// The security release's deadline, a UTC time like 2027-01-31T00:00:00Z.
+        #[arg(long, requires = "security")]
+        deadline: Option<String>,
+    },
+    /// Add bundles to a TUF repository directory (created on first use) and re-sign it.
+    Publish {
+        /// The repository directory (serve it with any static HTTP server).
+        #[arg(long)]
+        repo: PathBuf,
+        /// The keys directory.
+        #[arg(long)]
+        keys: PathBuf,
+        /// Only re-sign the timestamp with a new expiry (run it at least weekly).
+        #[arg(long)]
+        refresh: bool,
+        /// Bundles to add.
+        bundles: Vec<PathBuf>,
+    },
+    /// Rotate the repository's keys: a new root, signed by the old root key and the new keys.
+    Rotate {
+        #[arg(long)]
+        repo: PathBuf,
+        /// The keys directory whose root.key signed the current root.
+        #[arg(long)]
+        old_keys: PathBuf,
+        /// The new keys directory (`keygen --out`).
+        #[arg(long)]
+        new_keys: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum BundleCmd {
+    /// Check a bundle exactly as a node reads it: exit 0 only if it would install.
+    Verify {
+        /// The bundle file.
+        file: PathBuf,
+        /// The trusted TUF root (the repository's metadata/N.root.json, or the image's).
+        #[arg(long)]
+        root: PathBuf,
+        /// Also apply the policy of a node running this built image (profile, version,
+        /// partition sizes).
+        #[arg(long)]
+        image: Option<PathBuf>,
+    },
 }
 
 const MUSL: &str = "x86_64-unknown-linux-musl";
@@ -111,27 +182,63 @@ fn options(c: &Common, prepared_root: Option<PreparedRoot>) -> Result<Options> {
     Ok(Options { profile_path: c.profile.clone(), out: c.out.clone(), cache, epoch, bins, prepared_root })
 }
 
+fn run(cli: &Cli) -> Result<()> {
+    use cairn_image::release;
+    let need = |v: &Option<PathBuf>, flag: &str| v.clone().with_context(|| format!("`cairn-image bundle` needs {flag}"));
+    match &cli.command {
+        Cmd::Build(c) => print_disk(&options(c, None).and_then(|o| build::build(&o))?),
+        Cmd::Assemble { common, rootfs, kernel, modules: _ } => {
+            print_disk(&options(common, Some(PreparedRoot { dir: rootfs.clone(), kernel: kernel.clone() })).and_then(|o| build::build(&o))?)
+        }
+        Cmd::Keygen { out } => {
+            for (role, id) in release::keygen(out)? {
+                println!("{role:<9} {id}  {}", out.join(format!("{role}.key")).display());
+            }
+            eprintln!("keep {} off every image and repository; back it up offline", out.display());
+        }
+        Cmd::Bundle { action: Some(BundleCmd::Verify { file, root, image }), .. } => {
+            let m = release::verify_bundle(file, root, image.as_deref()).with_context(|| format!("{} would not be installed", file.display()))?;
+            println!("ok: {} {} for {:?} (root hash {})", file.display(), m.version, m.compatible, m.verity.root_hash);
+        }
+        Cmd::Bundle { action: None, image, keys, out, min_version, security, deadline } => {
+            let (image, keys, out) = (need(image, "--image")?, need(keys, "--keys")?, need(out, "--out")?);
+            let o = release::BundleOptions { min_version: min_version.clone(), security: *security, deadline: deadline.clone() };
+            let m = release::make_bundle(&image, &keys, &out, &o)?;
+            let bytes = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
+            println!("{}: {} for {:?}, {bytes} bytes", out.display(), m.version, m.compatible);
+        }
+        Cmd::Publish { repo, keys, refresh, bundles } => {
+            if bundles.is_empty() && !refresh {
+                bail!("nothing to publish: give bundle files, or --refresh to re-sign the timestamp");
+            }
+            for name in release::publish(repo, keys, bundles, *refresh)? {
+                println!("published {name}");
+            }
+        }
+        Cmd::Rotate { repo, old_keys, new_keys } => {
+            let root = release::rotate(repo, old_keys, new_keys)?;
+            println!("root version {} written to {}", root.version, repo.join(format!("metadata/{}.root.json", root.version)).display());
+        }
+    }
+    Ok(())
+}
+
+fn print_disk(m: &cairn_image::manifest::Manifest) {
+    println!("{}", serde_json::to_string(&m.disk).unwrap_or_default());
+}
+
 fn main() {
     let cli = Cli::parse();
-    let result = match &cli.command {
-        Cmd::Build(c) => options(c, None).and_then(|o| build::build(&o)),
-        Cmd::Assemble { common, rootfs, kernel, modules: _ } => {
-            options(common, Some(PreparedRoot { dir: rootfs.clone(), kernel: kernel.clone() })).and_then(|o| build::build(&o))
-        }
-    };
-    match result {
-        Ok(m) => println!("{}", serde_json::to_string(&m.disk).unwrap_or_default()),
-        Err(e) => {
-            // Print the chain of causes, skipping any whose text its parent already shows.
-            let mut msg = String::new();
-            for cause in e.chain() {
-                let text = cause.to_string();
-                if !msg.contains(&text) {
-                    msg = if msg.is_empty() { text } else { format!("{msg}: {text}") };
-                }
+    if let Err(e) = run(&cli) {
+        // Print the chain of causes, skipping any whose text its parent already shows.
+        let mut msg = String::new();
+        for cause in e.chain() {
+            let text = cause.to_string();
+            if !msg.contains(&text) {
+                msg = if msg.is_empty() { text } else { format!("{msg}: {text}") };
             }
-            eprintln!("cairn-image: error: {msg}");
-            std::process::exit(1);
         }
+        eprintln!("cairn-image: error: {msg}");
+        std::process::exit(1);
     }
 }

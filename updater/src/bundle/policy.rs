@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 pub enum Refusal {
     #[error("the bundle is for {bundle:?} images; this node runs {node:?}")]
     Incompatible { bundle: String, node: String },
-    #[error("the bundle is version {bundle}, not newer than the running {running} (downgrade)")]
+    #[error("the bundle is version {bundle}, not newer than the running {running}")]
     NotNewer { bundle: Version, running: Version },
     #[error("the bundle is version {bundle}, below the minimum {minimum} this node has committed")]
     BelowMinimum { bundle: Version, minimum: Version },
