@@ -8,10 +8,12 @@
 //! - [`gpt`]: GUID partition tables;
 //! - [`keys`]: ed25519 keys and signatures in TUF's form;
 //! - [`tuf`]: The Update Framework's metadata, client workflow and repository writer;
-//! - [`bundle`]: the update bundle, its signed manifest and its reader.
+//! - [`bundle`]: the update bundle, its signed manifest and its reader;
+//! - [`install`]: the install engine, a bundle into the other slot.
 
 pub mod bundle;
 pub mod gpt;
+pub mod install;
 pub mod grubenv;
 pub mod keys;
 pub mod slot;

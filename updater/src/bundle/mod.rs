@@ -15,7 +15,7 @@ pub mod writer;
 
 pub use manifest::{Manifest, Payload, PayloadKind, SlotVerity, Version};
 pub use policy::{Policy, Refusal};
-pub use reader::{read, BundleError, Sink, Trust, Verify};
+pub use reader::{read, BundleError, Signed, Sink, Trust, Verify};
 
 #[cfg(test)]
 mod tests;

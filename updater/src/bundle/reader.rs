@@ -61,6 +61,21 @@ pub struct Signatures {
     pub signatures: Vec<Signature>,
 }
 
+/// The manifest's exact bytes and `manifest.sig`, as verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signed {
+    pub manifest: Vec<u8>,
+    pub signatures: Vec<u8>,
+}
+
+impl Signed {
+    /// Checks stored bytes again (stage 1 reads them from the ESP) and parses the manifest.
+    pub fn verify(&self, trust: &Trust) -> Result<Manifest, BundleError> {
+        check_signatures(&self.manifest, &self.signatures, trust)?;
+        Manifest::parse(&self.manifest).map_err(BundleError::Manifest)
+    }
+}
+
 /// Who may sign bundles: the targets role of a verified TUF root.
 #[derive(Debug, Clone)]
 pub struct Trust {
@@ -78,7 +93,8 @@ impl Trust {
 /// discards them.
 pub trait Sink {
     /// The verified manifest, before any payload: the last chance to refuse the bundle.
-    fn manifest(&mut self, m: &Manifest) -> Result<(), BundleError>;
+    /// `signed` is what was verified, byte for byte, to be kept beside the slot.
+    fn manifest(&mut self, m: &Manifest, signed: &Signed) -> Result<(), BundleError>;
     /// Exactly `p.size` bytes of payload `p`. What the sink leaves unread is read and hashed
     /// by the reader. The payload is not yet known to be good: its hash is checked after.
     fn payload(&mut self, p: &Payload, data: &mut dyn Read) -> io::Result<()>;
@@ -92,7 +108,7 @@ pub struct Verify {
 }
 
 impl Sink for Verify {
-    fn manifest(&mut self, m: &Manifest) -> Result<(), BundleError> {
+    fn manifest(&mut self, m: &Manifest, _: &Signed) -> Result<(), BundleError> {
         match &self.policy {
             Some(p) => p.check(m).map_err(BundleError::Refused),
             None => Ok(()),
@@ -113,7 +129,7 @@ pub fn read<R: Read, S: Sink>(input: R, trust: &Trust, sink: &mut S) -> Result<M
     let sig_bytes = small_entry(entries.next(), SIGNATURES)?;
     check_signatures(&manifest_bytes, &sig_bytes, trust)?;
     let manifest = Manifest::parse(&manifest_bytes).map_err(BundleError::Manifest)?;
-    sink.manifest(&manifest)?;
+    sink.manifest(&manifest, &Signed { manifest: manifest_bytes, signatures: sig_bytes })?;
 
     for p in &manifest.payloads {
         let mut entry = checked_entry(entries.next(), p.kind.entry())?;

@@ -75,7 +75,7 @@ fn bundle(p: &Parts, keys: &[&SigningKey]) -> Vec<u8> {
 struct Keep(BTreeMap<PayloadKind, Vec<u8>>, Option<Policy>);
 
 impl Sink for Keep {
-    fn manifest(&mut self, m: &Manifest) -> Result<(), BundleError> {
+    fn manifest(&mut self, m: &Manifest, _: &reader::Signed) -> Result<(), BundleError> {
         self.1.as_ref().map_or(Ok(()), |p| p.check(m).map_err(BundleError::Refused))
     }
     fn payload(&mut self, p: &Payload, data: &mut dyn Read) -> std::io::Result<()> {

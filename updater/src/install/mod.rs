@@ -1,0 +1,172 @@
+//! The install engine: one bundle into the slot that is not running.
+//!
+//! The order is what makes a power cut at any point harmless (RAUC's, and the lessons of
+//! the devices that bricked; see ../shared/RESEARCH.md):
+//! 1. the bundle's signatures, then its manifest against the node's [`Policy`]: a refused
+//!    bundle changes nothing at all;
+//! 2. the target slot is marked bad in grubenv, before any byte of it changes;
+//! 3. the payloads stream into root-X and verity-X (and `X/*.new` on the ESP) while they are
+//!    hashed, with no copy of the bundle on disk; the root image's dm-verity root hash is
+//!    computed from the same stream and must be the signed one;
+//! 4. each partition is synced, dropped from the page cache and read back against its
+//!    signed SHA-256 (a disk that lies is caught here, not at the next boot);
+//! 5. the kernel, initramfs, `slot.cfg` and the signed manifest are put in place on the ESP;
+//! 6. one grubenv write makes X first in ORDER, on trial. Until then the node boots only
+//!    the running slot.
+
+mod sink;
+#[cfg(test)]
+mod tests;
+
+use crate::bundle::{self, BundleError, Manifest, PayloadKind, Policy, Trust};
+use crate::grubenv::{self, GrubenvError};
+use crate::slot::Slot;
+use sha2::{Digest, Sha256};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+/// The files a slot keeps on the ESP beside its kernel: the signed manifest, checked again by
+/// stage 1 before it trusts the root hash.
+pub const ESP_MANIFEST: &str = "manifest.toml";
+pub const ESP_SIGNATURES: &str = "manifest.sig";
+
+/// Where the slot being written lives.
+#[derive(Debug, Clone)]
+pub struct SlotTarget {
+    pub slot: Slot,
+    /// root-X: a block device on the node, a file in tests.
+    pub root: PathBuf,
+    /// verity-X.
+    pub verity: PathBuf,
+    /// The mounted ESP (holding `grub/grubenv` and `a/`, `b/`).
+    pub esp: PathBuf,
+}
+
+impl SlotTarget {
+    fn slot_dir(&self) -> PathBuf {
+        self.esp.join(self.slot.lower())
+    }
+    fn grub_dir(&self) -> PathBuf {
+        self.esp.join("grub")
+    }
+}
+
+/// What the engine is doing, for `cairnctl update status` and the progress bar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Stage {
+    Writing,
+    ReadingBack,
+    Committing,
+    Done,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Progress {
+    pub stage: Stage,
+    /// Payload bytes written (or read back) so far, of `total`.
+    pub done: u64,
+    pub total: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    #[error("the bundle was not installed")]
+    Bundle(#[from] BundleError),
+    #[error("the slot state in grubenv")]
+    Grubenv(#[from] GrubenvError),
+    #[error("{what} {}", .path.display())]
+    Io { what: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("{kind} read back from {} does not have its signed SHA-256 (a failing disk?)", .path.display())]
+    ReadBack { kind: PayloadKind, path: PathBuf },
+    #[error("the root image's dm-verity root hash is {found}; the manifest signs {signed}")]
+    Verity { found: String, signed: String },
+    #[error("slot {0} is the running slot; an update goes into the other one")]
+    RunningSlot(Slot),
+}
+
+fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> InstallError {
+    let path = path.to_owned();
+    move |source| InstallError::Io { what, path, source }
+}
+
+/// Installs `bundle` into `target`; see the module's documentation for the order.
+pub fn install(bundle: impl Read, trust: &Trust, policy: &Policy, running: Slot, target: &SlotTarget, progress: &mut dyn FnMut(Progress)) -> Result<Manifest, InstallError> {
+    if target.slot == running {
+        return Err(InstallError::RunningSlot(running));
+    }
+    let mut sink = sink::SlotWriter::new(target, policy, progress);
+    let result = bundle::read(bundle, trust, &mut sink);
+    // An I/O error of the slot's own devices is reported as that, not as a bundle fault.
+    let manifest = match result {
+        Ok(m) => m,
+        Err(e) => return Err(sink.take_error().unwrap_or(InstallError::Bundle(e))),
+    };
+    let signed = sink.finish()?;
+    let (root_hash, progress) = (sink.root_hash.take(), sink.progress);
+    if root_hash.as_deref() != Some(manifest.verity.root_hash.as_str()) {
+        return Err(InstallError::Verity { found: root_hash.unwrap_or_default(), signed: manifest.verity.root_hash.clone() });
+    }
+
+    let total: u64 = [PayloadKind::Root, PayloadKind::Verity].iter().filter_map(|&k| manifest.payload(k)).map(|p| p.size).sum();
+    let mut done = 0;
+    for (kind, path) in [(PayloadKind::Root, &target.root), (PayloadKind::Verity, &target.verity)] {
+        let Some(p) = manifest.payload(kind) else { continue };
+        let sha = read_back(path, p.size, &mut |n| {
+            done += n;
+            progress(Progress { stage: Stage::ReadingBack, done, total });
+        })?;
+        if sha != p.sha256 {
+            return Err(InstallError::ReadBack { kind, path: path.clone() });
+        }
+    }
+
+    progress(Progress { stage: Stage::Committing, done: total, total });
+    let dir = target.slot_dir();
+    for kind in [PayloadKind::Vmlinuz, PayloadKind::Initrd] {
+        let (new, path) = (dir.join(format!("{}.new", kind.entry())), dir.join(kind.entry()));
+        std::fs::rename(&new, &path).map_err(io("cannot rename", &new))?;
+    }
+    put(&dir, "slot.cfg", format!("set cairn_roothash={}\n", manifest.verity.root_hash).as_bytes())?;
+    put(&dir, ESP_MANIFEST, &signed.manifest)?;
+    put(&dir, ESP_SIGNATURES, &signed.signatures)?;
+    sync_dir(&dir)?;
+
+    // The one write that makes the new slot bootable.
+    let mut env = grubenv::read_pair(&target.grub_dir()).env;
+    env.set_primary(target.slot);
+    grubenv::write_pair(&target.grub_dir(), &env)?;
+    progress(Progress { stage: Stage::Done, done: total, total });
+    Ok(manifest)
+}
+
+/// Writes `name` in `dir` through a temporary file, synced.
+fn put(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), InstallError> {
+    let tmp = dir.join(format!("{name}.new"));
+    let mut f = std::fs::File::create(&tmp).map_err(io("cannot create", &tmp))?;
+    f.write_all(bytes).and_then(|()| f.sync_all()).map_err(io("cannot write", &tmp))?;
+    std::fs::rename(&tmp, dir.join(name)).map_err(io("cannot rename", &tmp))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), InstallError> {
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io("cannot sync", dir))
+}
+
+/// SHA-256 of the first `len` bytes of `path`, read from the device rather than the page
+/// cache: the cache is dropped first (the data was synced when it was written).
+fn read_back(path: &Path, len: u64, tick: &mut dyn FnMut(u64)) -> Result<String, InstallError> {
+    let mut f = std::fs::File::open(path).map_err(io("cannot open", path))?;
+    // Advice only: where it is not honoured the read is from the cache, never wrong.
+    let _ = rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed);
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut left = len;
+    while left > 0 {
+        let want = usize::try_from(left.min(buf.len() as u64)).unwrap_or(buf.len());
+        f.read_exact(&mut buf[..want]).map_err(io("cannot read back", path))?;
+        h.update(&buf[..want]);
+        left -= want as u64;
+        tick(want as u64);
+    }
+    Ok(hex::encode(h.finalize()))
+}
