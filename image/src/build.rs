@@ -22,6 +22,8 @@ pub struct Options {
     pub bins: rootfs::CairnBinaries,
     /// A prepared root file system (Buildroot's target dir) instead of mmdebstrap.
     pub prepared_root: Option<PreparedRoot>,
+    /// The TUF root.json the image trusts for updates (checked when the build starts).
+    pub update_root: Option<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -103,7 +105,7 @@ fn build_in(profile: &Profile, opts: &Options, work: &Path) -> Result<manifest::
         Some(_) => Vec::new(),
     };
     let debian_version = std::fs::read_to_string(root.dir.join("etc/debian_version")).map(|s| s.trim().to_owned()).unwrap_or_default();
-    rootfs::customise(&root, profile, &opts.bins, &rootfs::Sources::beside(&opts.profile_path))?;
+    rootfs::customise(&root, profile, &opts.bins, &rootfs::Sources::beside(&opts.profile_path), opts.update_root.as_deref())?;
     let grub = p.step(&format!("boot-loader tools tree (GRUB from Debian {suite})"), || {
         Ok(grub::Grub::prepare(suite, &profile.debian.sources(), &work.join("tools"), &opts.cache, opts.epoch, &log)?)
     })?;

@@ -37,6 +37,10 @@ struct Common {
     /// Static Flux daemon test double (test profiles only) [default: built from this workspace].
     #[arg(long)]
     flux_double_bin: Option<PathBuf>,
+    /// The update repository's root.json the image trusts (`publish` writes
+    /// metadata/1.root.json); without it the node refuses every update.
+    #[arg(long)]
+    update_root: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -77,6 +81,9 @@ enum Cmd {
         /// The bundle file to write.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// The release's version [default: the image's].
+        #[arg(long)]
+        release_version: Option<String>,
         /// The oldest running version this bundle may replace.
         #[arg(long)]
         min_version: Option<String>,
@@ -178,8 +185,11 @@ fn options(c: &Common, prepared_root: Option<PreparedRoot>) -> Result<Options> {
         home.join(".cache/cairn")
     });
     let epoch = source_date_epoch()?;
+    if let Some(root) = &c.update_root {
+        cairn_image::release::read_root(root).with_context(|| format!("--update-root {}", root.display()))?;
+    }
     let bins = binaries(c, profile.test_agent)?;
-    Ok(Options { profile_path: c.profile.clone(), out: c.out.clone(), cache, epoch, bins, prepared_root })
+    Ok(Options { profile_path: c.profile.clone(), out: c.out.clone(), cache, epoch, bins, prepared_root, update_root: c.update_root.clone() })
 }
 
 fn run(cli: &Cli) -> Result<()> {
@@ -200,9 +210,9 @@ fn run(cli: &Cli) -> Result<()> {
             let m = release::verify_bundle(file, root, image.as_deref()).with_context(|| format!("{} would not be installed", file.display()))?;
             println!("ok: {} {} for {:?} (root hash {})", file.display(), m.version, m.compatible, m.verity.root_hash);
         }
-        Cmd::Bundle { action: None, image, keys, out, min_version, security, deadline } => {
+        Cmd::Bundle { action: None, image, keys, out, release_version, min_version, security, deadline } => {
             let (image, keys, out) = (need(image, "--image")?, need(keys, "--keys")?, need(out, "--out")?);
-            let o = release::BundleOptions { min_version: min_version.clone(), security: *security, deadline: deadline.clone() };
+            let o = release::BundleOptions { version: release_version.clone(), min_version: min_version.clone(), security: *security, deadline: deadline.clone() };
             let m = release::make_bundle(&image, &keys, &out, &o)?;
             let bytes = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
             println!("{}: {} for {:?}, {bytes} bytes", out.display(), m.version, m.compatible);

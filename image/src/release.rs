@@ -65,6 +65,9 @@ pub fn load_keys(dir: &Path) -> Result<RoleKeys> {
 
 #[derive(Debug, Clone, Default)]
 pub struct BundleOptions {
+    /// The release's version [default: the image's]. A slot's version is its signed
+    /// manifest's, so one image can be released again as a new version.
+    pub version: Option<String>,
     /// The oldest running version the bundle may replace [default: 0.0.0, any].
     pub min_version: Option<String>,
     pub security: bool,
@@ -94,7 +97,7 @@ pub fn make_bundle(image: &Path, keys: &Path, out: &Path, o: &BundleOptions) -> 
     }
     let manifest = Manifest {
         format: bundle::manifest::FORMAT,
-        version: Version::parse(&im.version).with_context(|| format!("the image's version {:?}", im.version))?,
+        version: Version::parse(o.version.as_deref().unwrap_or(&im.version)).with_context(|| format!("the version {:?}", o.version.as_deref().unwrap_or(&im.version)))?,
         compatible: im.name.clone(),
         min_version: Version::parse(o.min_version.as_deref().unwrap_or("0")).context("--min-version")?,
         security: o.security,

@@ -83,7 +83,11 @@ impl Sources {
 }
 
 /// Turns the Debian tree into a Cairn root: our PID 1 and CLI, mount points, no /boot.
-pub fn customise(root: &Rootfs, profile: &Profile, bins: &CairnBinaries, src: &Sources) -> Result<(), RootfsError> {
+/// Where the image keeps the TUF root it trusts first (the node copies it to its store on
+/// /data and follows rotations from there).
+pub const UPDATE_ROOT: &str = "etc/cairn/update/root.json";
+
+pub fn customise(root: &Rootfs, profile: &Profile, bins: &CairnBinaries, src: &Sources, update_root: Option<&Path>) -> Result<(), RootfsError> {
     let d = &root.dir;
     // /boot holds Debian's initramfs and a second kernel copy: neither is used by a slot.
     for entry in std::fs::read_dir(d.join("boot")).map_err(io("cannot list", &d.join("boot")))?.flatten() {
@@ -149,6 +153,13 @@ pub fn customise(root: &Rootfs, profile: &Profile, bins: &CairnBinaries, src: &S
         &d.join("etc/cairn/release"),
         &format!("NAME={}\nVERSION={}\nKERNEL={}\n", profile.name, profile.version, root.kernel_version),
     )?;
+    if let Some(from) = update_root {
+        let to = d.join(UPDATE_ROOT);
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent).map_err(io("cannot create", parent))?;
+        }
+        std::fs::copy(from, &to).map_err(io("cannot copy into the root", &to))?;
+    }
     write(&d.join("etc/hostname"), "cairn\n")?;
     write(&d.join("etc/fstab"), "# Cairn mounts everything itself (cairn-init); see README.md.\n")?;
     // dockerd writes /etc/docker/key.json at start: on a read-only root that lives on /data

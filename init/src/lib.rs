@@ -20,4 +20,5 @@ pub mod stage1;
 pub mod stage2;
 pub mod supervisor;
 pub mod sys;
+pub mod update;
 pub mod watchdog;

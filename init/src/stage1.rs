@@ -165,7 +165,7 @@ fn mount_data(sys: &dyn Sys, disk: &str) -> Result<(), String> {
     }
     let state = std::fs::File::open(&dev)
         .and_then(|mut f| data::classify(&mut f, part.size_sectors * 512))
-        .map_err(|e| error_chain(&data::DataError::Read { dev: dev.clone(), source: e }))?;
+        .map_err(|e| crate::log::chain(&data::DataError::Read { dev: dev.clone(), source: e }))?;
     if state == data::State::Blank {
         // First boot: this disk stops being a byte-for-byte copy of the image (and of every
         // other disk flashed from it), so the boot disk can be told apart from a copy.
@@ -175,7 +175,7 @@ fn mount_data(sys: &dyn Sys, disk: &str) -> Result<(), String> {
         }
     }
     let paths = data::Paths { dev: dev.clone(), dev_in_root: format!("/dev/{}", part.name), root: SYSROOT.into(), target: format!("{SYSROOT}/data") };
-    data::mount(sys, &paths, state, part.size_sectors >> 11).map_err(|e| error_chain(&e))?;
+    data::mount(sys, &paths, state, part.size_sectors >> 11).map_err(|e| crate::log::chain(&e))?;
     grow_fs(&dev, &paths.target, part.size_sectors * 512);
     Ok(())
 }
@@ -200,18 +200,6 @@ fn new_disk_identity(disk_dev: &str, disk: &str) -> Result<cairn_updater::gpt::G
     gpt.write(&mut f).map_err(|e| e.to_string())?;
     f.sync_all().map_err(|e| e.to_string())?;
     gpt.find(cairn_updater::slot::ESP_LABEL).map(|p| p.part_guid).ok_or_else(|| "the GPT has no ESP".into())
-}
-
-/// An error and its causes on one console line.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
 }
 
 /// Rewrites the GPT so the data partition (the last one) ends at the end of the disk, and
@@ -312,7 +300,7 @@ fn exec_init() -> std::io::Error {
 pub fn fail(sys: &dyn Sys, slot: Option<Slot>, err: &Stage1Error) -> ! {
     match slot {
         Some(slot) => {
-            say!("FATAL slot {slot}: {}", error_chain(err));
+            say!("FATAL slot {slot}: {}", crate::log::chain(err));
             // /dev may already have moved into the new root.
             let root = if DEV_MOVED.load(Ordering::SeqCst) { SYSROOT } else { "" };
             match boot_disk_for_the_record() {
@@ -330,7 +318,7 @@ pub fn fail(sys: &dyn Sys, slot: Option<Slot>, err: &Stage1Error) -> ! {
                 None => say!("the boot disk is not known, so this failed boot of slot {slot} leaves no record: a committed slot boots again, one on trial falls back"),
             }
         }
-        None => say!("FATAL: {}; rebooting", error_chain(err)),
+        None => say!("FATAL: {}; rebooting", crate::log::chain(err)),
     }
     sys.sync();
     std::thread::sleep(Duration::from_secs(1));
@@ -356,7 +344,7 @@ mod tests {
         assert!(!Stage1Error::Mount { what: "move /dev".into(), errno: nix::Error::EBUSY }.breaks_slot());
         let read = Stage1Error::SuperblockRead { dev: "/dev/vda6".into(), source: std::io::Error::from_raw_os_error(5) };
         assert!(!read.breaks_slot(), "a read error is the disk's, not the slot's content");
-        assert!(error_chain(&read).contains("Input/output error"), "{}", error_chain(&read));
+        assert!(crate::log::chain(&read).contains("Input/output error"), "{}", crate::log::chain(&read));
         assert!(Stage1Error::Superblock { dev: "/dev/vda6".into(), reason: "bad magic".into() }.breaks_slot());
     }
 

@@ -90,3 +90,24 @@ fn built(cell: &'static OnceLock<Result<Manifest, String>>, profile: &str, dir: 
     .as_ref()
     .map_err(|e| HarnessError::Image(e.clone()))
 }
+
+/// A signed update bundle `./dev test` made of the test image (`<version>.bundle` in
+/// `CAIRN_TEST_BUNDLES`, or `target/cairn/test-bundles`), copied into `dir` and padded with
+/// zeros to whole sectors, as it is when written to a USB stick: ready to attach as a drive.
+pub fn bundle_drive(version: &str, dir: &std::path::Path) -> Result<PathBuf, HarnessError> {
+    let bundles = std::env::var_os("CAIRN_TEST_BUNDLES").map(PathBuf::from).unwrap_or_else(|| crate::workspace().join("target/cairn/test-bundles"));
+    let from = bundles.join(format!("{version}.bundle"));
+    if !from.is_file() {
+        return Err(HarnessError::Image(format!(
+            "{} is missing: `./dev test` makes the update bundles (cairn-image bundle --image target/cairn/test --release-version {version})",
+            from.display()
+        )));
+    }
+    std::fs::create_dir_all(dir).map_err(HarnessError::io(format!("create {}", dir.display())))?;
+    let to = dir.join(format!("{version}.bundle.img"));
+    std::fs::copy(&from, &to).map_err(HarnessError::io(format!("copy {}", from.display())))?;
+    let f = std::fs::OpenOptions::new().write(true).open(&to).map_err(HarnessError::io(format!("open {}", to.display())))?;
+    let len = f.metadata().map_err(HarnessError::io("stat"))?.len();
+    f.set_len(len.div_ceil(512) * 512).map_err(HarnessError::io("pad"))?;
+    Ok(to)
+}

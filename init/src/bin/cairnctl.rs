@@ -18,6 +18,10 @@ commands:
   logs NAME [-n LINES]   recent output of a service (default 50 lines; journalctl -u NAME has all)
   start NAME | stop NAME | restart NAME
   reboot | poweroff
+  update install SOURCE  install a signed bundle (a file, or a block device it was written to)
+                         into the other slot; it boots on trial at the next reboot (root only)
+  update status          each slot: version, signature, bootable, on trial, failed boots
+  update reboot          reboot into the installed slot
   hardening              the security baseline audit (JSON)
   network check [FILE]   check /data/cairn/network.toml (static addresses) and show the
                          dhcpcd configuration it gives; `cairnctl restart network` applies it
@@ -149,6 +153,9 @@ fn run(args: &[String]) -> Result<(), Failure> {
         println!("{t}");
         return Ok(());
     }
+    if words.first() == Some(&"update") {
+        return update(&words[1..], json, || connect(address.as_deref()));
+    }
     let api = || connect(address.as_deref());
     let done = |what: &str| {
         if json {
@@ -220,6 +227,94 @@ fn run(args: &[String]) -> Result<(), Failure> {
         _ => return Err(Failure(2, USAGE.into())),
     }
     Ok(())
+}
+
+/// `cairnctl update ...`: the install engine runs in this process (as root), never in PID 1.
+fn update(words: &[&str], json: bool, api: impl Fn() -> Result<ManagerProxyBlocking<'static>, Failure>) -> Result<(), Failure> {
+    use cairn_init::update;
+    let sys = cairn_init::sys::RealSys;
+    let failed = |e: update::UpdateError| {
+        let code = if matches!(e, update::UpdateError::NotRoot) { 4 } else { 1 };
+        Failure(code, cairn_init::log::chain(&e))
+    };
+    match words {
+        ["install", source] => {
+            let started = std::time::Instant::now();
+            let mut bar = Bar::new(json);
+            let (slot, m) = update::install_from(&sys, std::path::Path::new(source), &mut |p| bar.show(p)).map_err(failed)?;
+            bar.end();
+            let secs = started.elapsed().as_secs_f64();
+            if json {
+                print_json(&serde_json::json!({"ok": true, "slot": slot.to_string(), "version": m.version.to_string(), "seconds": secs}));
+            } else {
+                println!("installed {} into slot {slot} in {secs:.1} s; it boots on trial at the next reboot (`cairnctl update reboot`)", m.version);
+            }
+        }
+        ["status"] => {
+            let st = update::status(&sys).map_err(failed)?;
+            if json {
+                print_json(&st);
+            } else {
+                println!("{:<5} {:<8} {:<10} {:<9} {:<9} {:>6}  SIGNATURE", "SLOT", "RUNNING", "VERSION", "BOOTABLE", "ON TRIAL", "FAILS");
+                for s in &st.slots {
+                    let yes = |b: bool| if b { "yes" } else { "no" };
+                    println!("{:<5} {:<8} {:<10} {:<9} {:<9} {:>6}  {}", s.slot, yes(s.running), s.version.as_deref().unwrap_or("-"), yes(s.bootable), yes(s.on_trial), s.failed_boots, s.signature);
+                }
+                println!("next boot: slot {}", st.next_boot.as_deref().unwrap_or("none"));
+            }
+        }
+        ["reboot"] => {
+            api()?.reboot().map_err(fail)?;
+            if json {
+                print_json(&serde_json::json!({ "ok": true }));
+            } else {
+                println!("reboot requested");
+            }
+        }
+        _ => return Err(Failure(2, USAGE.into())),
+    }
+    Ok(())
+}
+
+/// Install progress: a bar redrawn in place on a terminal, a line per tenth otherwise
+/// (logs, serial consoles), nothing with --json.
+struct Bar {
+    quiet: bool,
+    tty: bool,
+    started: std::time::Instant,
+    last_tenth: Option<(cairn_updater::install::Stage, u64)>,
+}
+
+impl Bar {
+    fn new(quiet: bool) -> Bar {
+        use std::io::IsTerminal;
+        Bar { quiet, tty: std::io::stderr().is_terminal(), started: std::time::Instant::now(), last_tenth: None }
+    }
+
+    fn show(&mut self, p: cairn_updater::install::Progress) {
+        if self.quiet || p.total == 0 {
+            return;
+        }
+        let secs = self.started.elapsed().as_secs_f64().max(0.001);
+        let rate = p.done as f64 / secs / 1_048_576.0;
+        let eta = if p.done > 0 { (p.total - p.done.min(p.total)) as f64 * secs / p.done as f64 } else { 0.0 };
+        let pct = p.done * 100 / p.total;
+        let stage = format!("{:?}", p.stage).to_lowercase();
+        let line = format!("{stage:<12} {:>4} / {} MiB  {pct:>3}%  {rate:.1} MiB/s  ETA {eta:.0} s", p.done >> 20, p.total >> 20);
+        if self.tty {
+            let filled = usize::try_from(pct / 5).unwrap_or(0);
+            eprint!("\r[{}{}] {line}  ", "#".repeat(filled), " ".repeat(20 - filled.min(20)));
+        } else if self.last_tenth != Some((p.stage, pct / 10)) {
+            self.last_tenth = Some((p.stage, pct / 10));
+            eprintln!("{line}");
+        }
+    }
+
+    fn end(&self) {
+        if self.tty && !self.quiet {
+            eprintln!();
+        }
+    }
 }
 
 fn main() -> ExitCode {

@@ -234,3 +234,11 @@ pub fn persist(store: &Path, name: &str, bytes: &[u8]) -> Result<(), TufError> {
     std::fs::rename(&tmp, store.join(name)).map_err(st(format!("cannot rename {}", tmp.display())))?;
     std::fs::File::open(store).and_then(|d| d.sync_all()).map_err(st(format!("cannot sync {}", store.display())))
 }
+
+/// The newest root a store holds (verified when it was stored; checked against itself here
+/// so a damaged file is an error, not trust).
+pub fn stored_root(store: &Path) -> Result<Root, TufError> {
+    let path = store.join("root.json");
+    let raw = std::fs::read(&path).map_err(|source| TufError::Store { what: format!("cannot read {}", path.display()), source })?;
+    Root::from_signed(verify_self(&raw)?)
+}
