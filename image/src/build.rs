@@ -24,6 +24,8 @@ pub struct Options {
     pub prepared_root: Option<PreparedRoot>,
     /// The TUF root.json the image trusts for updates (checked when the build starts).
     pub update_root: Option<PathBuf>,
+    /// The keys directory whose targets key signs the initial slots (with `update_root`).
+    pub keys: Option<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -118,10 +120,15 @@ fn build_in(profile: &Profile, opts: &Options, work: &Path) -> Result<manifest::
         Ok(initramfs::build(&opts.bins.init, &root.dir, &root.kernel_version, &profile.kernel.modules, &initrd, opts.epoch)?)
     })?;
 
+    let signed = match (&opts.update_root, &opts.keys) {
+        (Some(trusted), Some(keys)) => Some(sign_slots(profile, &slot_img, &root.vmlinuz, &initrd, trusted, keys, work)?),
+        (None, None) => None,
+        _ => anyhow::bail!("--update-root and --keys go together: an image that trusts a root needs its slots signed by that root's targets key"),
+    };
     let fat_id = u32::from_le_bytes(derive(&seed, "fat-volume-id")[..4].try_into()?);
     let boots: Vec<esp::SlotBoot<'_>> = Slot::ALL
         .iter()
-        .map(|&slot| esp::SlotBoot { slot, vmlinuz: &root.vmlinuz, initrd: &initrd, root_hash: &slot_img.verity.root_hash })
+        .map(|&slot| esp::SlotBoot { slot, vmlinuz: &root.vmlinuz, initrd: &initrd, root_hash: &slot_img.verity.root_hash, signed: signed.as_ref().map(|(m, s)| (m.as_path(), s.as_path())) })
         .collect();
     let esp = p.step("ESP with GRUB for BIOS and UEFI", || {
         Ok(esp::build(&grub, work, profile.partitions.esp, fat_id, &boots, opts.epoch, &profile.kernel.cmdline, &log)?)
@@ -188,6 +195,33 @@ fn build_in(profile: &Profile, opts: &Options, work: &Path) -> Result<manifest::
     })?;
     eprintln!("built {} in {:.1} s: {} ({} MiB)", profile.name, p.start.elapsed().as_secs_f64(), opts.out.join("disk.img").display(), m.disk.bytes >> 20);
     Ok(m)
+}
+
+/// The initial slots' signed manifest (issue 9 item 5): both slots hold this build, so they
+/// share one. Returns the paths of `manifest.toml` and `manifest.sig` in `work`.
+fn sign_slots(profile: &Profile, img: &slot::SlotImage, vmlinuz: &Path, initrd: &Path, trusted: &Path, keys: &Path, work: &Path) -> Result<(PathBuf, PathBuf)> {
+    use cairn_updater::bundle::{manifest::FORMAT, Manifest, Payload, PayloadKind, SlotVerity, Version};
+    let mut payloads = Vec::new();
+    for (kind, path) in [(PayloadKind::Root, &img.squashfs), (PayloadKind::Verity, &img.hash_tree), (PayloadKind::Vmlinuz, &vmlinuz.to_owned()), (PayloadKind::Initrd, &initrd.to_owned())] {
+        let size = std::fs::metadata(path).with_context(|| format!("cannot stat {}", path.display()))?.len();
+        payloads.push(Payload { kind, size, sha256: manifest::sha256_of(path)? });
+    }
+    let m = Manifest {
+        format: FORMAT,
+        version: Version::parse(&profile.version).with_context(|| format!("the profile's version {:?}", profile.version))?,
+        compatible: profile.name.clone(),
+        min_version: Version::parse("0")?,
+        security: false,
+        deadline: None,
+        verity: SlotVerity { root_hash: img.verity.root_hash.clone(), salt: img.verity.salt.clone(), data_blocks: img.verity.data_blocks },
+        payloads,
+    };
+    let (text, sigs) = crate::release::sign_slot(keys, trusted, &m)?;
+    let (mpath, spath) = (work.join("slot-manifest.toml"), work.join("slot-manifest.sig"));
+    std::fs::write(&mpath, text).with_context(|| format!("cannot write {}", mpath.display()))?;
+    std::fs::write(&spath, sigs).with_context(|| format!("cannot write {}", spath.display()))?;
+    eprintln!("      slots signed: version {} by the targets key in {}", m.version, keys.display());
+    Ok((mpath, spath))
 }
 
 fn prepared(pr: &PreparedRoot, work: &Path) -> Result<rootfs::Rootfs> {

@@ -9,6 +9,7 @@
 use crate::grub::{Grub, GrubError, Platform};
 use crate::tool::{self, ToolError};
 use cairn_updater::grubenv::GrubEnv;
+use cairn_updater::install::{ESP_MANIFEST, ESP_SIGNATURES};
 use cairn_updater::slot::Slot;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -55,6 +56,9 @@ pub struct SlotBoot<'a> {
     pub vmlinuz: &'a Path,
     pub initrd: &'a Path,
     pub root_hash: &'a str,
+    /// The slot's signed manifest and its signatures (`manifest.toml`, `manifest.sig`), which
+    /// stage 1 checks the root hash against; None for an image without update keys.
+    pub signed: Option<(&'a Path, &'a Path)>,
 }
 
 #[derive(Debug)]
@@ -163,6 +167,10 @@ pub fn build(grub: &Grub, work: &Path, size_mib: u64, volume_id: u32, slots: &[S
         files.push((s.vmlinuz.to_owned(), format!("/{dir}/vmlinuz")));
         files.push((s.initrd.to_owned(), format!("/{dir}/initrd")));
         files.push((slot_cfg, format!("/{dir}/slot.cfg")));
+        if let Some((manifest, sigs)) = s.signed {
+            files.push((manifest.to_owned(), format!("/{dir}/{ESP_MANIFEST}")));
+            files.push((sigs.to_owned(), format!("/{dir}/{ESP_SIGNATURES}")));
+        }
     }
     let mut need = 0u64;
     let mut largest_slot = 0u64;

@@ -1,10 +1,12 @@
-//! The initramfs: `cairn-init` as `/init`, and only the kernel modules the boot needs.
+//! The initramfs: `cairn-init` as `/init`, only the kernel modules the boot needs, and the
+//! update keyring stage 1 checks the slot's signature with.
 //!
 //! `/etc/cairn/modules` lists the modules in load order (dependencies first), so stage 1
 //! needs no modules.dep parser and no modprobe.
 
 use crate::cpio::Cpio;
 use crate::modules;
+use cairn_updater::slot_trust::KEYRING;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +62,13 @@ pub fn build(
         list.push_str(&format!("/{base}/{m}\n"));
     }
     c.file("etc/cairn/modules", 0o644, list.as_bytes());
+    // The keyring stage 1 checks the slot's signed manifest against: the TUF root the
+    // image trusts (`cairn-image build --update-root`), if it has one.
+    let keyring = rootfs.join(KEYRING);
+    if keyring.exists() {
+        c.dir("etc/cairn/update");
+        c.file(KEYRING, 0o644, &read(&keyring)?);
+    }
     let mut f = std::fs::File::create(out).map_err(|source| InitramfsError::Write { path: out.to_owned(), source })?;
     c.finish(&mut f).map_err(|source| InitramfsError::Write { path: out.to_owned(), source })?;
     Ok(Initramfs { path: out.to_owned(), modules: order })

@@ -41,6 +41,10 @@ struct Common {
     /// metadata/1.root.json); without it the node refuses every update.
     #[arg(long)]
     update_root: Option<PathBuf>,
+    /// The keys directory (`keygen`) whose targets key signs the image's initial slots, so
+    /// stage 1 can check them against the root; needed with --update-root.
+    #[arg(long)]
+    keys: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -188,8 +192,15 @@ fn options(c: &Common, prepared_root: Option<PreparedRoot>) -> Result<Options> {
     if let Some(root) = &c.update_root {
         cairn_image::release::read_root(root).with_context(|| format!("--update-root {}", root.display()))?;
     }
+    // Checked before the long build starts.
+    match (&c.update_root, &c.keys) {
+        (Some(_), None) => anyhow::bail!("--update-root needs --keys: the image's slots must be signed by the root's targets key, or stage 1 refuses them"),
+        (None, Some(_)) => anyhow::bail!("--keys signs the slots for the root given with --update-root; pass both"),
+        (Some(root), Some(keys)) => cairn_image::release::check_signer(keys, root)?,
+        (None, None) => {}
+    }
     let bins = binaries(c, profile.test_agent)?;
-    Ok(Options { profile_path: c.profile.clone(), out: c.out.clone(), cache, epoch, bins, prepared_root, update_root: c.update_root.clone() })
+    Ok(Options { profile_path: c.profile.clone(), out: c.out.clone(), cache, epoch, bins, prepared_root, update_root: c.update_root.clone(), keys: c.keys.clone() })
 }
 
 fn run(cli: &Cli) -> Result<()> {

@@ -105,10 +105,7 @@ pub fn make_bundle(image: &Path, keys: &Path, out: &Path, o: &BundleOptions) -> 
         verity: SlotVerity { root_hash: slot.root_hash.clone(), salt: slot.salt.clone(), data_blocks: slot.data_blocks },
         payloads,
     };
-    let text = manifest.to_toml();
-    // What the node will parse: check it here, so no bundle leaves the build host unreadable.
-    Manifest::parse(text.as_bytes()).context("the bundle manifest does not parse back")?;
-    let sigs = bundle::writer::sign(text.as_bytes(), &[&targets]);
+    let (text, sigs) = sign_manifest(&manifest, &targets)?;
 
     let partial = out.with_extension("partial");
     let file = std::fs::File::create(&partial).with_context(|| format!("cannot create {}", partial.display()))?;
@@ -121,6 +118,37 @@ pub fn make_bundle(image: &Path, keys: &Path, out: &Path, o: &BundleOptions) -> 
     file.sync_all()?;
     std::fs::rename(&partial, out).with_context(|| format!("cannot rename {}", partial.display()))?;
     Ok(manifest)
+}
+
+/// The manifest's exact bytes and `manifest.sig` by the targets key.
+fn sign_manifest(manifest: &Manifest, targets: &SigningKey) -> Result<(String, Vec<u8>)> {
+    let text = manifest.to_toml();
+    // What the node will parse: check it here, so nothing leaves the build host unreadable.
+    Manifest::parse(text.as_bytes()).context("the slot manifest does not parse back")?;
+    let sigs = bundle::writer::sign(text.as_bytes(), &[targets]);
+    Ok((text, sigs))
+}
+
+/// The signed manifest of a slot the image build writes (the one a bundle of the image
+/// would carry), checked against the root the image trusts the way stage 1 will check it.
+pub fn sign_slot(keys: &Path, root: &Path, manifest: &Manifest) -> Result<(Vec<u8>, Vec<u8>)> {
+    let targets = load_key(keys, "targets")?;
+    let (text, sigs) = sign_manifest(manifest, &targets)?;
+    let trust = Trust::targets_of(&read_root(root)?)?;
+    bundle::Signed { manifest: text.clone().into_bytes(), signatures: sigs.clone() }
+        .verify(&trust)
+        .with_context(|| format!("the targets key in {} is not one that {} trusts: the slots would not boot", keys.display(), root.display()))?;
+    Ok((text.into_bytes(), sigs))
+}
+
+/// Checks, before a long build, that the targets key in `keys` is one `root` trusts.
+pub fn check_signer(keys: &Path, root: &Path) -> Result<()> {
+    let id = load_key(keys, "targets")?.keyid();
+    let trusted = read_root(root)?;
+    if !trusted.role("targets")?.keyids.contains(&id) {
+        bail!("the targets key in {} ({id}) is not one that {} trusts: the slots would not boot", keys.display(), root.display());
+    }
+    Ok(())
 }
 
 /// Reads a root.json the way a node first trusts one: signed by its own root keys.

@@ -82,11 +82,11 @@ impl Sources {
     }
 }
 
-/// Turns the Debian tree into a Cairn root: our PID 1 and CLI, mount points, no /boot.
-/// Where the image keeps the TUF root it trusts first (the node copies it to its store on
-/// /data and follows rotations from there).
-pub const UPDATE_ROOT: &str = "etc/cairn/update/root.json";
+// Where the image keeps the TUF root it trusts first (the node copies it to its store on
+// /data and follows rotations from there; the initramfs carries it too, as stage 1's keyring).
+use cairn_updater::slot_trust::KEYRING as UPDATE_ROOT;
 
+/// Turns the Debian tree into a Cairn root: our PID 1 and CLI, mount points, no /boot.
 pub fn customise(root: &Rootfs, profile: &Profile, bins: &CairnBinaries, src: &Sources, update_root: Option<&Path>) -> Result<(), RootfsError> {
     let d = &root.dir;
     // /boot holds Debian's initramfs and a second kernel copy: neither is used by a slot.

@@ -167,3 +167,29 @@ fn a_repository_python_tuf_wrote_is_read_by_cairn_through_two_root_rotations() {
     assert_eq!(Some(hex::encode(sha2::Sha256::digest(&got)).as_str()), file.sha256());
     assert_eq!(file.custom.as_ref().map(|c| c["cairn"]["from"].clone()), Some(json!("python-tuf")));
 }
+
+/// An image that trusts a root must have its slots signed by that root's targets key, or
+/// stage 1 refuses them: the build says so before it starts, not after minutes of work.
+#[test]
+fn a_build_that_trusts_a_root_needs_that_root_s_targets_key() {
+    let d = scratch("build-keys");
+    let (keys, other, repo) = (d.join("keys"), d.join("other"), d.join("repo"));
+    ok(cairn_image(&[&"keygen", &"--out", &keys]));
+    ok(cairn_image(&[&"keygen", &"--out", &other]));
+    ok(cairn_image(&[&"publish", &"--repo", &repo, &"--keys", &keys, &"--refresh"]));
+    let root = repo.join("metadata/1.root.json");
+    let profile = concat!(env!("CARGO_MANIFEST_DIR"), "/profiles/test.toml");
+    let out = d.join("out");
+    let build = |extra: &[&dyn AsRef<std::ffi::OsStr>]| {
+        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"build", &"--profile", &profile, &"--out", &out];
+        args.extend_from_slice(extra);
+        cairn_image(&args)
+    };
+    let e = refused(build(&[&"--update-root", &root]));
+    assert!(e.contains("--update-root needs --keys"), "{e}");
+    let e = refused(build(&[&"--keys", &keys]));
+    assert!(e.contains("pass both"), "{e}");
+    let e = refused(build(&[&"--update-root", &root, &"--keys", &other]));
+    assert!(e.contains("is not one that") && e.contains("the slots would not boot"), "{e}");
+    assert!(!out.join("disk.img").exists());
+}

@@ -10,7 +10,8 @@
 use crate::blockdev::{self, PartitionDev};
 use crate::sys::{Power, Sys};
 use crate::{bootctl, cmdline, data, dm, kmod, say};
-use cairn_updater::slot::{Slot, DATA_LABEL};
+use cairn_updater::slot::{Slot, DATA_LABEL, ESP_LABEL};
+use cairn_updater::slot_trust::{self, SlotTrustError, KEYRING};
 use cairn_updater::verity::Superblock;
 use nix::mount::MsFlags;
 use std::io::Read;
@@ -29,6 +30,8 @@ static BOOT_ESP: OnceLock<cairn_updater::gpt::Guid> = OnceLock::new();
 /// How long the error path looks for a boot disk that was not found yet.
 const FAIL_DISK_WAIT: Duration = Duration::from_secs(5);
 const PARTITION_WAIT: Duration = Duration::from_secs(20);
+/// Where stage 1 mounts the ESP, read-only, for the moment of the signature check.
+const ESP_CHECK_DIR: &str = "/cairn-esp-check";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Stage1Error {
@@ -50,6 +53,8 @@ pub enum Stage1Error {
     Superblock { dev: String, reason: String },
     #[error("the verified root of slot {0} has no /sbin/init: refusing to boot an empty or foreign root")]
     EmptyRoot(Slot),
+    #[error("slot {slot} is refused before its root hash is used")]
+    Signature { slot: Slot, source: SlotTrustError },
     #[error("switch_root: {0}")]
     Switch(String),
 }
@@ -60,7 +65,12 @@ impl Stage1Error {
     /// that did not appear, modules, a read error, mounts of the API file systems, the
     /// switch) may be transient and gets a bounded retry.
     pub fn breaks_slot(&self) -> bool {
-        matches!(self, Stage1Error::Cmdline(_) | Stage1Error::Dm(_) | Stage1Error::Root { .. } | Stage1Error::Superblock { .. } | Stage1Error::EmptyRoot(_))
+        match self {
+            // A read error of the ESP is the disk's; anything else about the signature is
+            // the slot's content (or an attacker's change to it).
+            Stage1Error::Signature { source, .. } => !matches!(source, SlotTrustError::Read(..)),
+            _ => matches!(self, Stage1Error::Cmdline(_) | Stage1Error::Dm(_) | Stage1Error::Root { .. } | Stage1Error::Superblock { .. } | Stage1Error::EmptyRoot(_)),
+        }
     }
 }
 
@@ -82,6 +92,15 @@ pub fn run(sys: &dyn Sys, start_ms: u64) -> Result<(), (Option<Slot>, Stage1Erro
         let recorded = std::fs::create_dir_all("/run/cairn").and_then(|()| std::fs::write(blockdev::BOOT_DISK_FILE, &disk));
         if let Err(e) = recorded {
             say!("WARNING: cannot record the boot disk in {}: {e}; stage 2 will not be able to mark the slot good", blockdev::BOOT_DISK_FILE);
+        }
+        let t = crate::log::uptime_ms();
+        match check_signature(sys, slot, &disk, &params.root_hash)? {
+            Some(version) => {
+                say!("stage 1: slot {slot} is signed (version {version}, verified against the image's keyring in {} ms)", crate::log::uptime_ms() - t);
+                // For stage 2: the version it reports and commits (/run moves into the root).
+                let _ = std::fs::create_dir_all("/run/cairn").and_then(|()| std::fs::write(crate::update::SLOT_VERSION_FILE, &version));
+            }
+            None => say!("stage 1: this image carries no update keyring (/{KEYRING}): slot {slot}'s signature is not checked"),
         }
         let t = crate::log::uptime_ms();
         mount_root(sys, slot, &disk, &params.root_hash)?;
@@ -124,6 +143,25 @@ fn mount_early(sys: &dyn Sys) -> Result<(), Stage1Error> {
         }
     }
     Ok(())
+}
+
+/// Issue 9 item 5: the root hash GRUB passed (from `X/slot.cfg`, which anyone who can write
+/// the ESP can change) must be the one the slot's signed manifest carries. Returns the
+/// slot's signed version, or None when the image has no keyring (built without
+/// `--update-root`: it cannot install updates either, and boots unchecked, saying so).
+fn check_signature(sys: &dyn Sys, slot: Slot, disk: &str, root_hash: &str) -> Result<Option<String>, Stage1Error> {
+    let keyring_path = std::path::Path::new("/").join(KEYRING);
+    let Ok(keyring) = std::fs::read(&keyring_path) else { return Ok(None) };
+    let esp = blockdev::wait_for_label(ESP_LABEL, "", disk, PARTITION_WAIT)?;
+    let _ = std::fs::create_dir_all(ESP_CHECK_DIR);
+    let flags = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    sys.mount(&esp.dev_path(), ESP_CHECK_DIR, "vfat", flags, "").map_err(|errno| Stage1Error::Mount { what: format!("the ESP {} read-only", esp.dev_path()), errno })?;
+    let checked = slot_trust::check(&std::path::Path::new(ESP_CHECK_DIR).join(slot.lower()), &keyring_path, &keyring, root_hash);
+    let _ = sys.umount(ESP_CHECK_DIR, false);
+    match checked {
+        Ok(m) => Ok(Some(m.version.to_string())),
+        Err(source) => Err(Stage1Error::Signature { slot, source }),
+    }
 }
 
 fn read_superblock(dev: &str) -> Result<Superblock, Stage1Error> {
@@ -346,6 +384,15 @@ mod tests {
         assert!(!read.breaks_slot(), "a read error is the disk's, not the slot's content");
         assert!(crate::log::chain(&read).contains("Input/output error"), "{}", crate::log::chain(&read));
         assert!(Stage1Error::Superblock { dev: "/dev/vda6".into(), reason: "bad magic".into() }.breaks_slot());
+        // Issue 9 item 5: a slot whose signature fails is broken for good; an ESP that
+        // could not be read is a failed boot.
+        let unsigned = Stage1Error::Signature { slot: Slot::A, source: SlotTrustError::Unsigned("/cairn-esp-check/a/manifest.toml".into()) };
+        assert!(unsigned.breaks_slot());
+        let changed = Stage1Error::Signature { slot: Slot::A, source: SlotTrustError::RootHash { cmdline: "00".repeat(32), signed: "11".repeat(32) } };
+        assert!(changed.breaks_slot());
+        assert!(crate::log::chain(&changed).contains("slot.cfg was changed"), "{}", crate::log::chain(&changed));
+        let unread = Stage1Error::Signature { slot: Slot::A, source: SlotTrustError::Read("/cairn-esp-check/a/manifest.sig".into(), std::io::Error::from_raw_os_error(5)) };
+        assert!(!unread.breaks_slot());
     }
 
     #[test]

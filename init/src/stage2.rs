@@ -70,7 +70,9 @@ pub fn run(sys: &dyn Sys, start_ms: u64) -> Result<(), Stage2Error> {
     let slot = slot_on(&cmdline);
     let status_slot = slot.map_or_else(|| "?".to_owned(), |s| s.to_string());
     let release = std::fs::read_to_string("/etc/cairn/release").unwrap_or_default();
-    let version = release.lines().find_map(|l| l.strip_prefix("VERSION=")).unwrap_or("unknown").to_owned();
+    // The slot's signed version (stage 1 verified it), else the image's own.
+    let signed_version = std::fs::read_to_string(crate::update::SLOT_VERSION_FILE).ok().map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+    let version = signed_version.clone().unwrap_or_else(|| release.lines().find_map(|l| l.strip_prefix("VERSION=")).unwrap_or("unknown").to_owned());
     let status = SystemStatus {
         slot: status_slot.clone(),
         version: version.clone(),
@@ -133,7 +135,7 @@ pub fn run(sys: &dyn Sys, start_ms: u64) -> Result<(), Stage2Error> {
                 }
                 ready = true;
                 ready_at = Some(Instant::now());
-                mark_good(sys, slot);
+                mark_good(sys, slot, signed_version.as_deref());
                 sup.set_ready();
                 say!(
                     "CAIRN READY slot={} version={} kernel_ms={} stage1_ms={} stage2_ms={} pid1_rss_kib={} boot_id={}",
@@ -378,7 +380,8 @@ impl StallMonitor {
     }
 }
 
-fn mark_good(sys: &dyn Sys, slot: Option<cairn_updater::slot::Slot>) {
+/// Commits the running slot (`signed`: its signed version, if stage 1 verified one).
+fn mark_good(sys: &dyn Sys, slot: Option<cairn_updater::slot::Slot>, signed: Option<&str>) {
     let Some(slot) = slot else {
         say!("WARNING: no cairn.slot on the kernel command line; not touching grubenv");
         return;
@@ -389,7 +392,16 @@ fn mark_good(sys: &dyn Sys, slot: Option<cairn_updater::slot::Slot>) {
     };
     match bootctl::update(sys, &access, |env| env.mark_good(slot)) {
         Ok(_) => say!("slot {slot} marked good"),
-        Err(e) => say!("WARNING: could not mark slot {slot} good: {e}; if it is on trial, the next boot falls back to the other slot"),
+        Err(e) => {
+            say!("WARNING: could not mark slot {slot} good: {e}; if it is on trial, the next boot falls back to the other slot");
+            return;
+        }
+    }
+    // Issue 9 item 6: the minimum rises only once a slot is committed.
+    match signed.map(crate::update::raise_minimum) {
+        Some(Ok(Some(v))) => say!("update minimum raised to {v}: older bundles are refused from now on"),
+        Some(Err(e)) => say!("WARNING: could not raise the update minimum: {}", crate::log::chain(&e)),
+        Some(Ok(None)) | None => {}
     }
 }
 

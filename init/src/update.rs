@@ -18,8 +18,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub const STATE: &str = "/data/cairn/update";
+/// `cairn_updater::slot_trust::KEYRING`, from the root file system.
 pub const IMAGE_ROOT: &str = "/etc/cairn/update/root.json";
 const RELEASE: &str = "/etc/cairn/release";
+/// The running slot's signed version, written by stage 1 once it verified the slot's
+/// manifest (absent for an image without an update keyring).
+pub const SLOT_VERSION_FILE: &str = "/run/cairn/slot-version";
 const ESP_MOUNT: &str = "/run/cairn/esp-update";
 
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +46,8 @@ pub enum UpdateError {
     Io { what: &'static str, path: PathBuf, source: std::io::Error },
     #[error("{RELEASE} has no {0}")]
     Release(&'static str),
+    #[error("the slot's signed version {0:?} is not a version")]
+    Version(String),
     #[error("installing into slot {0}")]
     Install(Slot, #[source] install::InstallError),
 }
@@ -147,7 +153,8 @@ pub fn install_from(sys: &dyn Sys, source: &Path, progress: &mut dyn FnMut(Progr
     let _esp = EspMount::mount(sys, &disk, false)?;
     let esp = Path::new(ESP_MOUNT);
     let policy = policy(esp, running, &trust, &root, &verity)?;
-    let t = SlotTarget { slot: target, root: root.dev_path().into(), verity: verity.dev_path().into(), esp: esp.to_owned() };
+    let roots = client::stored_chain(&Path::new(STATE).join("tuf")).map_err(UpdateError::Trust)?;
+    let t = SlotTarget { slot: target, root: root.dev_path().into(), verity: verity.dev_path().into(), esp: esp.to_owned(), roots };
     let m = install::install(std::io::BufReader::with_capacity(1 << 20, file), &trust, &policy, running, &t, progress).map_err(|e| UpdateError::Install(target, e))?;
     Ok((target, m))
 }
@@ -192,4 +199,17 @@ pub fn status(sys: &dyn Sys) -> Result<UpdateStatus, UpdateError> {
         })
         .collect();
     Ok(UpdateStatus { next_boot: env.next_boot().map(|s| s.to_string()), slots })
+}
+
+/// The running slot was committed (marked good) running `version`: no bundle older than it
+/// installs from now on. The stored minimum only rises (temporary file, fsync, rename).
+pub fn raise_minimum(version: &str) -> Result<Option<Version>, UpdateError> {
+    let path = Path::new(STATE).join("minimum");
+    let new = Version::parse(version).map_err(|_| UpdateError::Version(version.to_owned()))?;
+    if read_version(&path.to_string_lossy()).is_some_and(|old| old >= new) {
+        return Ok(None);
+    }
+    std::fs::create_dir_all(STATE).map_err(io("cannot create", Path::new(STATE)))?;
+    client::persist(Path::new(STATE), "minimum", format!("{new}\n").as_bytes()).map_err(UpdateError::Trust)?;
+    Ok(Some(new))
 }

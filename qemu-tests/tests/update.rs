@@ -71,6 +71,8 @@ fn version_n_updates_to_n_plus_1_from_a_usb_stick_and_n_plus_2_lands_back_in_slo
     assert_eq!(st["next_boot"], "b", "{st}");
     let b = slot(&st, "b");
     assert_eq!((b["version"].as_str(), b["signature"].as_str(), b["on_trial"].as_bool()), (Some("0.2.0"), Some("signed"), Some(true)), "{st}");
+    // The minimum is the committed slot's version; an installed slot does not raise it.
+    assert_eq!(m.succeed("cat /data/cairn/update/minimum")?.trim(), "0.1.0");
 
     m.succeed("cairnctl update reboot")?;
     let ready = m.wait_for_ready(BOOT_TIMEOUT)?;
@@ -81,6 +83,8 @@ fn version_n_updates_to_n_plus_1_from_a_usb_stick_and_n_plus_2_lands_back_in_slo
     let st = status(&m)?;
     let b = slot(&st, "b");
     assert_eq!((b["running"].as_bool(), b["on_trial"].as_bool(), b["bootable"].as_bool()), (Some(true), Some(false), Some(true)), "{st}");
+    assert_eq!(m.succeed("cat /data/cairn/update/minimum")?.trim(), "0.2.0", "committing 0.2.0 raises the minimum");
+    assert_eq!(ready.version, "0.2.0", "the ready line reports the slot's signed version");
 
     // Running 0.2.0 now (slot b's signed manifest): 0.2.0 again is not newer.
     let (code, out) = install(&m, "vdb")?;
@@ -101,5 +105,53 @@ fn version_n_updates_to_n_plus_1_from_a_usb_stick_and_n_plus_2_lands_back_in_slo
     assert_eq!(slot(&st, "b")["version"], "0.2.0", "{st}");
     m.shutdown(Duration::from_secs(60))?;
     let _ = std::fs::remove_dir_all(&sticks);
+    Ok(())
+}
+
+/// Runs `edit` (shell, in the ESP's root) with the ESP mounted read-write, then unmounts it.
+fn edit_esp(m: &Machine, edit: &str) -> Result<String, HarnessError> {
+    let esp = partition(m, "esp")?;
+    m.succeed(&format!("mkdir -p /run/esp-test && mount -t vfat /dev/{esp} /run/esp-test && cd /run/esp-test && {{ {edit}; }}; r=$?; cd /; umount /run/esp-test; exit $r"))
+}
+
+/// Issue 9 item 5: stage 1 gives dm-verity only a root hash the slot's signed manifest
+/// carries. Slot b stays a perfectly bootable copy throughout, so what refuses it is the
+/// signature check, never dm-verity.
+#[test]
+fn an_unsigned_or_tampered_slot_cfg_is_refused_by_stage_1() -> R {
+    let name = "an_unsigned_or_tampered_slot_cfg_is_refused_by_stage_1";
+    let image = test_image()?;
+    let m = Machine::start(MachineConfig::new(name, &image.disk_path(), Firmware::Bios))?;
+    let ready = m.wait_for_ready(BOOT_TIMEOUT)?;
+    assert_eq!(ready.slot, "a");
+    assert!(m.console_log().contains("stage 1: slot a is signed (version 0.1.0"), "the image build did not sign slot a");
+    m.wait_for_agent(Duration::from_secs(60))?;
+
+    // Someone who can write the ESP points slot a at another root hash.
+    let cfg = edit_esp(&m, "cat a/slot.cfg")?;
+    let hash = cfg.trim().strip_prefix("set cairn_roothash=").expect("slot.cfg sets cairn_roothash").to_owned();
+    let first = if hash.starts_with('0') { '1' } else { '0' };
+    let forged = format!("{first}{}", &hash[1..]);
+    edit_esp(&m, &format!("printf 'set cairn_roothash={forged}\\n' > a/slot.cfg"))?;
+    let before = m.console_log().len();
+    m.reboot()?;
+    let line = m.wait_for_console_text("slot.cfg was changed", BOOT_TIMEOUT)?;
+    assert!(line.contains("FATAL slot a") && line.contains(&forged) && line.contains(&hash), "{line}");
+    // The refusal came before dm-verity was given the forged hash.
+    let refused_boot = m.console_log()[before..].split("slot.cfg was changed").next().unwrap_or_default().to_owned();
+    assert!(!refused_boot.contains("verified (dm-verity"), "stage 1 set up dm-verity before the check:\n{refused_boot}");
+    let ready = m.wait_for_ready(BOOT_TIMEOUT)?;
+    assert_eq!(ready.slot, "b", "a refused slot a must fall back to slot b");
+    m.wait_for_agent(Duration::from_secs(60))?;
+    let st = status(&m)?;
+    assert_eq!(slot(&st, "a")["bootable"], false, "slot a stays marked bad: {st}");
+
+    // Slot b loses its signature: an unsigned slot (a root of anyone's) is refused too.
+    edit_esp(&m, "rm b/manifest.sig")?;
+    m.reboot()?;
+    let line = m.wait_for_console_text("the slot is not signed", BOOT_TIMEOUT)?;
+    assert!(line.contains("FATAL slot b") && line.contains("manifest.sig is missing"), "{line}");
+    // Both slots are refused now (this test's doing); nothing more to boot.
+    drop(m);
     Ok(())
 }

@@ -9,7 +9,8 @@
 //! - [`keys`]: ed25519 keys and signatures in TUF's form;
 //! - [`tuf`]: The Update Framework's metadata, client workflow and repository writer;
 //! - [`bundle`]: the update bundle, its signed manifest and its reader;
-//! - [`install`]: the install engine, a bundle into the other slot.
+//! - [`install`]: the install engine, a bundle into the other slot;
+//! - [`slot_trust`]: what stage 1 checks before it trusts a slot's root hash.
 
 pub mod bundle;
 pub mod gpt;
@@ -17,5 +18,6 @@ pub mod install;
 pub mod grubenv;
 pub mod keys;
 pub mod slot;
+pub mod slot_trust;
 pub mod tuf;
 pub mod verity;

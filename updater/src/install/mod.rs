@@ -10,7 +10,8 @@
 //!    computed from the same stream and must be the signed one;
 //! 4. each partition is synced, dropped from the page cache and read back against its
 //!    signed SHA-256 (a disk that lies is caught here, not at the next boot);
-//! 5. the kernel, initramfs, `slot.cfg` and the signed manifest are put in place on the ESP;
+//! 5. the kernel, initramfs, `slot.cfg`, the chain of newer TUF roots and the signed manifest
+//!    are put in place on the ESP;
 //! 6. one grubenv write makes X first in ORDER, on trial. Until then the node boots only
 //!    the running slot.
 
@@ -40,6 +41,9 @@ pub struct SlotTarget {
     pub verity: PathBuf,
     /// The mounted ESP (holding `grub/grubenv` and `a/`, `b/`).
     pub esp: PathBuf,
+    /// The TUF roots after the image's first (`N.root.json`, as verified by the node), kept
+    /// in `X/roots/` so stage 1 can follow a key rotation ([`crate::slot_trust`]).
+    pub roots: Vec<(u64, Vec<u8>)>,
 }
 
 impl SlotTarget {
@@ -128,6 +132,12 @@ pub fn install(bundle: impl Read, trust: &Trust, policy: &Policy, running: Slot,
         std::fs::rename(&new, &path).map_err(io("cannot rename", &new))?;
     }
     put(&dir, "slot.cfg", format!("set cairn_roothash={}\n", manifest.verity.root_hash).as_bytes())?;
+    let roots = dir.join(crate::slot_trust::ROOTS_DIR);
+    std::fs::create_dir_all(&roots).map_err(io("cannot create", &roots))?;
+    for (version, raw) in &target.roots {
+        put(&roots, &format!("{version}.root.json"), raw)?;
+    }
+    sync_dir(&roots)?;
     put(&dir, ESP_MANIFEST, &signed.manifest)?;
     put(&dir, ESP_SIGNATURES, &signed.signatures)?;
     sync_dir(&dir)?;

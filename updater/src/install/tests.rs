@@ -38,7 +38,7 @@ fn disk(name: &str) -> Disk {
     for (name, len) in [("root-b", ROOT_BYTES), ("verity-b", 16 * 4096)] {
         std::fs::write(dir.join(name), vec![0xEE; usize::try_from(len).expect("len")]).expect("part");
     }
-    let target = SlotTarget { slot: Slot::B, root: dir.join("root-b"), verity: dir.join("verity-b"), esp };
+    let target = SlotTarget { slot: Slot::B, root: dir.join("root-b"), verity: dir.join("verity-b"), esp, roots: vec![(2, b"root two".to_vec()), (3, b"root three".to_vec())] };
     Disk { dir, target }
 }
 
@@ -116,6 +116,8 @@ fn a_good_bundle_lands_in_the_other_slot_and_is_booted_next_on_trial() {
         signatures: std::fs::read(d.target.esp.join("b").join(ESP_SIGNATURES)).expect("s"),
     };
     assert_eq!(signed.verify(&trust()).expect("verifies"), r.manifest);
+    // The chain of newer roots goes beside it, for stage 1 to follow a key rotation.
+    assert_eq!(std::fs::read(d.target.esp.join("b/roots/3.root.json")).expect("root 3"), b"root three");
     let e = env(&d);
     assert_eq!(e.order(), [Slot::B, Slot::A]);
     assert!(e.is_on_trial(Slot::B) && e.is_ok(Slot::B));

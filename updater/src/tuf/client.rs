@@ -129,13 +129,11 @@ impl<F: Fetch> Client<F> {
         for _ in 0..MAX_ROOT_ROTATIONS {
             let next = root.version + 1;
             let Some(raw) = self.fetch(&format!("{next}.root.json"), MAX_ROOT)? else { break };
-            verify(&raw, "root", root.role("root")?, &root.keys)?;
-            let new = Root::from_signed(verify_self(&raw)?)?;
-            if new.version != next {
-                return Err(TufError::Version { role: "root", found: new.version, expected: next });
-            }
+            root = next_root(&root, &raw)?;
+            // Each version is kept as well: an installed slot carries the chain from its
+            // image's root to the one that signed it, for stage 1 (`crate::slot_trust`).
+            persist(&self.store, &format!("{next}.root.json"), &raw)?;
             persist(&self.store, "root.json", &raw)?;
-            root = new;
         }
         root.check_expiry(self.now)?;
         // 5.3.11: new timestamp or snapshot keys make what was stored under the old ones
@@ -215,6 +213,25 @@ impl<F: Fetch> Client<F> {
     }
 }
 
+/// 5.3.4-5.3.5: the root that follows `current`, signed by a threshold of `current`'s root
+/// keys and of its own, with the version after `current`'s. Expiry is the caller's to check:
+/// the client checks it after the chain, stage 1 never (a node offline for a year must boot).
+pub fn next_root(current: &Root, raw: &[u8]) -> Result<Root, TufError> {
+    let expected = current.version + 1;
+    verify(raw, "root", current.role("root")?, &current.keys)?;
+    let new = Root::from_signed(verify_self(raw)?)?;
+    if new.version != expected {
+        return Err(TufError::Version { role: "root", found: new.version, expected });
+    }
+    Ok(new)
+}
+
+/// A root signed by its own root role: how the shipped root is first read. It is trusted
+/// only because the image (or a trusted root, see [`next_root`]) vouches for it.
+pub fn self_signed_root(raw: &[u8]) -> Result<Root, TufError> {
+    Root::from_signed(verify_self(raw)?)
+}
+
 /// A root checked against its own root role.
 fn verify_self(raw: &[u8]) -> Result<serde_json::Value, TufError> {
     // The role and keys are read from the unverified bytes only to check the bytes with them;
@@ -241,4 +258,19 @@ pub fn stored_root(store: &Path) -> Result<Root, TufError> {
     let path = store.join("root.json");
     let raw = std::fs::read(&path).map_err(|source| TufError::Store { what: format!("cannot read {}", path.display()), source })?;
     Root::from_signed(verify_self(&raw)?)
+}
+
+/// The roots a store kept as it followed rotations (`N.root.json`, N >= 2), oldest first.
+pub fn stored_chain(store: &Path) -> Result<Vec<(u64, Vec<u8>)>, TufError> {
+    let st = |what: String| move |source| TufError::Store { what, source };
+    let mut chain = Vec::new();
+    for entry in std::fs::read_dir(store).map_err(st(format!("cannot list {}", store.display())))? {
+        let entry = entry.map_err(st(format!("cannot list {}", store.display())))?;
+        let name = entry.file_name();
+        let Some(version) = name.to_str().and_then(|n| n.strip_suffix(".root.json")).and_then(|v| v.parse::<u64>().ok()) else { continue };
+        let raw = std::fs::read(entry.path()).map_err(st(format!("cannot read {}", entry.path().display())))?;
+        chain.push((version, raw));
+    }
+    chain.sort_by_key(|(v, _)| *v);
+    Ok(chain)
 }

@@ -137,6 +137,13 @@ fn a_node_that_missed_two_rotations_follows_the_chain_and_never_goes_back() {
     Client::<DirFetch>::init(&s.store, &std::fs::read(s.repo.dir.join("metadata/1.root.json")).expect("r1")).expect("init");
     let stored: Root = Root::from_signed(serde_json::from_slice::<Envelope>(&std::fs::read(s.store.join("root.json")).expect("stored")).expect("env").signed).expect("root");
     assert_eq!(stored.version, 3);
+    // Each root of the chain is kept, byte for byte, for the slots an install writes.
+    for v in [2, 3] {
+        let name = format!("{v}.root.json");
+        assert_eq!(std::fs::read(s.store.join(&name)).ok(), std::fs::read(s.repo.dir.join("metadata").join(&name)).ok(), "{name}");
+    }
+    let chain: Vec<u64> = client::stored_chain(&s.store).expect("chain").iter().map(|(v, _)| *v).collect();
+    assert_eq!(chain, [2, 3]);
 }
 
 #[test]
