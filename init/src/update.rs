@@ -12,6 +12,7 @@ use cairn_updater::bundle::{self, Manifest, PayloadKind, Policy, Signed, Trust, 
 use cairn_updater::grubenv::{self, GrubEnv};
 use cairn_updater::install::{self, Progress, SlotTarget, ESP_MANIFEST, ESP_SIGNATURES};
 use cairn_updater::slot::{Slot, ESP_LABEL};
+use cairn_updater::download;
 use cairn_updater::tuf::client::{self, Client, DirFetch};
 use nix::mount::MsFlags;
 use std::path::{Path, PathBuf};
@@ -46,6 +47,12 @@ pub enum UpdateError {
     Io { what: &'static str, path: PathBuf, source: std::io::Error },
     #[error("{RELEASE} has no {0}")]
     Release(&'static str),
+    #[error("{} is not a valid update configuration", .0.display())]
+    Config(PathBuf, #[source] toml::de::Error),
+    #[error("no update repository: pass --repo URL or set `repository` in {STATE}/config.toml")]
+    NoRepository,
+    #[error("the repository offers nothing newer than the running {0} for this node")]
+    UpToDate(String),
     #[error("the slot's signed version {0:?} is not a version")]
     Version(String),
     #[error("installing into slot {0}")]
@@ -138,9 +145,28 @@ fn policy(esp: &Path, running: Slot, trust: &Trust, root: &PartitionDev, verity:
     })
 }
 
-/// Installs the bundle at `source` (a file, or a block device such as a USB stick the
-/// bundle was written to) into the slot that is not running.
-pub fn install_from(sys: &dyn Sys, source: &Path, progress: &mut dyn FnMut(Progress)) -> Result<(Slot, Manifest), UpdateError> {
+/// Where a bundle comes from: a file or a block device (a USB stick it was written to), or
+/// a URL (resumed after a dropped connection; with the TUF target's length and SHA-256 when
+/// it came from the repository).
+#[derive(Debug, Clone)]
+pub enum Source {
+    Path(PathBuf),
+    Url { url: String, expected: Option<(u64, String)> },
+}
+
+impl Source {
+    pub fn parse(s: &str) -> Source {
+        if s.starts_with("http://") || s.starts_with("https://") {
+            Source::Url { url: s.to_owned(), expected: None }
+        } else {
+            Source::Path(s.into())
+        }
+    }
+}
+
+/// Installs the bundle from `source` into the slot that is not running. `on_event` hears of
+/// downloads resumed after a drop.
+pub fn install_from(sys: &dyn Sys, source: &Source, progress: &mut dyn FnMut(Progress), on_event: &mut dyn FnMut(download::Event)) -> Result<(Slot, Manifest), UpdateError> {
     if !nix::unistd::geteuid().is_root() {
         return Err(UpdateError::NotRoot);
     }
@@ -149,14 +175,107 @@ pub fn install_from(sys: &dyn Sys, source: &Path, progress: &mut dyn FnMut(Progr
     let disk = blockdev::recorded_boot_disk("").ok_or(UpdateError::NoBootDisk)?;
     let trust = trust()?;
     let (root, verity) = (partition(&disk, target.root_label())?, partition(&disk, target.verity_label())?);
-    let file = std::fs::File::open(source).map_err(io("cannot open", source))?;
+    let input: Box<dyn std::io::Read + '_> = match source {
+        Source::Path(p) => Box::new(std::fs::File::open(p).map_err(io("cannot open", p))?),
+        Source::Url { url, expected } => Box::new(download::Resuming::new(url, expected.clone(), on_event)),
+    };
     let _esp = EspMount::mount(sys, &disk, false)?;
     let esp = Path::new(ESP_MOUNT);
     let policy = policy(esp, running, &trust, &root, &verity)?;
     let roots = client::stored_chain(&Path::new(STATE).join("tuf")).map_err(UpdateError::Trust)?;
     let t = SlotTarget { slot: target, root: root.dev_path().into(), verity: verity.dev_path().into(), esp: esp.to_owned(), roots };
-    let m = install::install(std::io::BufReader::with_capacity(1 << 20, file), &trust, &policy, running, &t, progress).map_err(|e| UpdateError::Install(target, e))?;
+    let m = install::install(std::io::BufReader::with_capacity(1 << 20, input), &trust, &policy, running, &t, progress).map_err(|e| UpdateError::Install(target, e))?;
     Ok((target, m))
+}
+
+/// The node's update settings: `/data/cairn/update/config.toml` (the operator's) over
+/// `/etc/cairn/update/config.toml` (the image's).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The TUF repository's base URL (holding `metadata/` and `targets/`).
+    pub repository: Option<String>,
+}
+
+pub fn config() -> Result<Config, UpdateError> {
+    for path in [format!("{STATE}/config.toml"), "/etc/cairn/update/config.toml".to_owned()] {
+        let path = PathBuf::from(path);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => return toml::from_str(&text).map_err(|e| UpdateError::Config(path, e)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io("cannot read", &path)(e)),
+        }
+    }
+    Ok(Config::default())
+}
+
+/// A release the repository offers this node.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Offer {
+    pub name: String,
+    pub version: String,
+    pub security: bool,
+    pub url: String,
+    pub length: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Check {
+    pub repository: String,
+    pub running: String,
+    /// The newest release this node would install, if any.
+    pub offer: Option<Offer>,
+    /// Metadata versions verified (root, timestamp, snapshot, targets).
+    pub metadata: [u64; 4],
+}
+
+/// Refreshes the TUF metadata from `repository` (the client workflow: rotations followed,
+/// expiry and rollback refused) and picks the newest bundle for this node.
+pub fn check(sys: &dyn Sys, repository: &str) -> Result<Check, UpdateError> {
+    let running = running_slot()?;
+    let disk = blockdev::recorded_boot_disk("").ok_or(UpdateError::NoBootDisk)?;
+    let _ = trust()?;
+    let store = Path::new(STATE).join("tuf");
+    // One for the client to fetch metadata with, one to name the targets' URLs.
+    let http = download::Http::new(repository);
+    let trusted = Client::new(download::Http::new(repository), &store, cairn_updater::tuf::time::now()).refresh().map_err(UpdateError::Trust)?;
+    let trust = Trust::targets_of(&trusted.root).map_err(UpdateError::Trust)?;
+    let target = running.other();
+    let (root, verity) = (partition(&disk, target.root_label())?, partition(&disk, target.verity_label())?);
+    let policy = {
+        let _esp = EspMount::mount(sys, &disk, true)?;
+        policy(Path::new(ESP_MOUNT), running, &trust, &root, &verity)?
+    };
+    let mut best: Option<(Version, Offer)> = None;
+    for (name, file) in &trusted.targets.targets {
+        let Some(c) = file.custom.as_ref().and_then(|c| c.get("cairn")) else { continue };
+        let Some(version) = c.get("version").and_then(|v| v.as_str()).and_then(|v| Version::parse(v).ok()) else { continue };
+        if c.get("compatible").and_then(|v| v.as_str()) != Some(policy.compatible.as_str())
+            || version <= policy.running
+            || policy.minimum.as_ref().is_some_and(|m| version < *m)
+            || policy.failed.as_ref() == Some(&version)
+            || best.as_ref().is_some_and(|(v, _)| version <= *v)
+        {
+            continue;
+        }
+        let Some(sha256) = file.sha256() else { continue };
+        let offer = Offer {
+            name: name.clone(),
+            version: version.to_string(),
+            security: c.get("security").and_then(|v| v.as_bool()).unwrap_or(false),
+            url: http.url(&trusted.target_path(name, file)),
+            length: file.length,
+            sha256: sha256.to_owned(),
+        };
+        best = Some((version, offer));
+    }
+    Ok(Check {
+        repository: repository.to_owned(),
+        running: policy.running.to_string(),
+        offer: best.map(|(_, o)| o),
+        metadata: [trusted.root.version, trusted.timestamp.version, trusted.snapshot.version, trusted.targets.version],
+    })
 }
 
 /// One slot as `cairnctl update status` shows it.

@@ -111,3 +111,37 @@ pub fn bundle_drive(version: &str, dir: &std::path::Path) -> Result<PathBuf, Har
     f.set_len(len.div_ceil(512) * 512).map_err(HarnessError::io("pad"))?;
     Ok(to)
 }
+
+/// `./dev test`'s test publisher: its repository copied to `dir` (the first time), then the
+/// bundles of `versions` published into it with `cairn-image publish` and its keys, as a
+/// publisher would release them.
+pub fn publish(dir: &std::path::Path, versions: &[&str]) -> Result<(), HarnessError> {
+    let ws = crate::workspace();
+    let (repo, keys, tool) = (ws.join("target/cairn/test-repo"), ws.join("target/cairn/test-keys"), ws.join("target/release/cairn-image"));
+    let bundles = std::env::var_os("CAIRN_TEST_BUNDLES").map(PathBuf::from).unwrap_or_else(|| ws.join("target/cairn/test-bundles"));
+    for need in [&repo, &keys, &tool] {
+        if !need.exists() {
+            return Err(HarnessError::Image(format!("{} is missing: `./dev test` makes the test publisher (keys, repository) and builds cairn-image", need.display())));
+        }
+    }
+    if !dir.join("metadata").is_dir() {
+        let _ = std::fs::remove_dir_all(dir);
+        if let Some(parent) = dir.parent() {
+            std::fs::create_dir_all(parent).map_err(HarnessError::io(format!("create {}", parent.display())))?;
+        }
+        let ok = std::process::Command::new("cp").arg("-a").arg(&repo).arg(dir).status().map_err(HarnessError::io("run cp"))?.success();
+        if !ok {
+            return Err(HarnessError::Image(format!("cannot copy {} to {}", repo.display(), dir.display())));
+        }
+    }
+    let mut c = std::process::Command::new(&tool);
+    c.arg("publish").arg("--repo").arg(dir).arg("--keys").arg(&keys).arg("--refresh");
+    for v in versions {
+        c.arg(bundles.join(format!("{v}.bundle")));
+    }
+    let out = c.output().map_err(HarnessError::io(format!("run {}", tool.display())))?;
+    if !out.status.success() {
+        return Err(HarnessError::Image(format!("cairn-image publish failed: {}", String::from_utf8_lossy(&out.stderr))));
+    }
+    Ok(())
+}

@@ -10,6 +10,7 @@ pub mod agent;
 pub mod console;
 pub mod container;
 pub mod flux;
+pub mod http;
 pub mod image;
 pub mod kvm;
 pub mod machine;

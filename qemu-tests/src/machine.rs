@@ -29,6 +29,9 @@ pub struct MachineConfig {
     pub memory_mb: u32,
     pub cpus: u32,
     pub host_port_forwards: Vec<(u16, u16)>,
+    /// QEMU's user network even without forwards: the guest reaches the host's loopback
+    /// as 10.0.2.2 (an update repository served by the test).
+    pub network: bool,
     /// Extra read-only raw disks (/dev/vdb, /dev/vdc, ... in the guest), e.g. a tarball.
     pub extra_drives: Vec<PathBuf>,
     /// Read-only raw disks enumerated *before* the boot disk (so the first is /dev/vda and
@@ -45,7 +48,7 @@ pub struct MachineConfig {
 
 impl MachineConfig {
     pub fn new(name: &str, disk: &Path, firmware: Firmware) -> MachineConfig {
-        MachineConfig { name: name.to_owned(), disk: disk.to_owned(), disk_size_mb: 2048, firmware, memory_mb: 1024, cpus: 2, host_port_forwards: Vec::new(), extra_drives: Vec::new(), drives_before: Vec::new(), boot_read_errors: Vec::new(), start_from: None }
+        MachineConfig { name: name.to_owned(), disk: disk.to_owned(), disk_size_mb: 2048, firmware, memory_mb: 1024, cpus: 2, host_port_forwards: Vec::new(), network: false, extra_drives: Vec::new(), drives_before: Vec::new(), boot_read_errors: Vec::new(), start_from: None }
     }
 }
 
@@ -229,7 +232,7 @@ impl Machine {
             cmd.arg("-drive").arg(format!("if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"));
             cmd.arg("-drive").arg(format!("if=pflash,format=raw,unit=1,file={}", d.join("vars.fd").display()));
         }
-        if self.cfg.host_port_forwards.is_empty() {
+        if self.cfg.host_port_forwards.is_empty() && !self.cfg.network {
             cmd.args(["-nic", "none"]);
         } else {
             let fwd: Vec<String> = self.cfg.host_port_forwards.iter().map(|(h, g)| format!("hostfwd=tcp:127.0.0.1:{h}-:{g}")).collect();

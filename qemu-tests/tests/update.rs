@@ -2,7 +2,8 @@
 //! committed, refused. Each boots the test image (which trusts `./dev test`'s test
 //! repository) with bundles attached as read-only drives, as a USB stick would be.
 
-use cairn_qemu_tests::image::{bundle_drive, test_image};
+use cairn_qemu_tests::http::Server;
+use cairn_qemu_tests::image::{bundle_drive, publish, test_image};
 use cairn_qemu_tests::machine::BOOT_TIMEOUT;
 use cairn_qemu_tests::{Firmware, HarnessError, Machine, MachineConfig};
 use std::time::Duration;
@@ -48,12 +49,12 @@ fn install(m: &Machine, drive: &str) -> Result<(i32, String), HarnessError> {
 }
 
 #[test]
-fn version_n_updates_to_n_plus_1_from_a_usb_stick_and_n_plus_2_lands_back_in_slot_a() -> R {
-    let name = "version_n_updates_to_n_plus_1_from_a_usb_stick_and_n_plus_2_lands_back_in_slot_a";
+fn version_n_updates_to_n_plus_1_from_a_usb_stick() -> R {
+    let name = "version_n_updates_to_n_plus_1_from_a_usb_stick";
     let image = test_image()?;
     let mut cfg = MachineConfig::new(name, &image.disk_path(), Firmware::Bios);
     let sticks = std::env::temp_dir().join(format!("cairn-{name}"));
-    cfg.extra_drives = vec![bundle_drive("0.2.0", &sticks)?, bundle_drive("0.3.0", &sticks)?];
+    cfg.extra_drives = vec![bundle_drive("0.2.0", &sticks)?];
     let mut m = Machine::start(cfg)?;
     let ready = m.wait_for_ready(BOOT_TIMEOUT)?;
     assert_eq!(ready.slot, "a");
@@ -63,7 +64,7 @@ fn version_n_updates_to_n_plus_1_from_a_usb_stick_and_n_plus_2_lands_back_in_slo
     // The image build wrote slot b too: wipe its start, so only the install can make it boot.
     m.succeed(&format!("dd if=/dev/zero of=/dev/{root_b} bs=1M count=8 conv=fsync 2>&1"))?;
 
-    // The drives come after the boot disk: vdb holds 0.2.0, vdc 0.3.0.
+    // The drive comes after the boot disk: vdb holds 0.2.0.
     let (code, out) = install(&m, "vdb")?;
     assert_eq!(code, 0, "install 0.2.0 failed:\n{out}");
     assert!(out.contains("installed 0.2.0 into slot b"), "{out}");
@@ -92,17 +93,6 @@ fn version_n_updates_to_n_plus_1_from_a_usb_stick_and_n_plus_2_lands_back_in_slo
     assert!(out.contains("not newer than the running 0.2.0"), "{out}");
     assert_eq!(status(&m)?["next_boot"], "b", "a refused bundle changed the boot order");
 
-    let (code, out) = install(&m, "vdc")?;
-    assert_eq!(code, 0, "install 0.3.0 failed:\n{out}");
-    assert!(out.contains("installed 0.3.0 into slot a"), "{out}");
-    m.succeed("cairnctl update reboot")?;
-    let ready = m.wait_for_ready(BOOT_TIMEOUT)?;
-    assert_eq!(ready.slot, "a", "0.3.0 did not land back in slot a");
-    m.wait_for_agent(Duration::from_secs(60))?;
-    assert_root_on(&m, &root_a, &root_b);
-    let st = status(&m)?;
-    assert_eq!(slot(&st, "a")["version"], "0.3.0", "{st}");
-    assert_eq!(slot(&st, "b")["version"], "0.2.0", "{st}");
     m.shutdown(Duration::from_secs(60))?;
     let _ = std::fs::remove_dir_all(&sticks);
     Ok(())
@@ -153,5 +143,72 @@ fn an_unsigned_or_tampered_slot_cfg_is_refused_by_stage_1() -> R {
     assert!(line.contains("FATAL slot b") && line.contains("manifest.sig is missing"), "{line}");
     // Both slots are refused now (this test's doing); nothing more to boot.
     drop(m);
+    Ok(())
+}
+
+/// Over the network, from a TUF repository on a plain HTTP server (the host, reached through
+/// QEMU's user network as 10.0.2.2). The server stops a third of the way into the first
+/// download and comes back 5 s later: the install resumes at that byte.
+#[test]
+fn version_n_updates_to_n_plus_1_over_http_resuming_a_dropped_download_and_n_plus_2_lands_back_in_slot_a() -> R {
+    let name = "update_over_http";
+    let image = test_image()?;
+    let work = std::env::temp_dir().join(format!("cairn-{name}"));
+    let repo = work.join("repo");
+    let _ = std::fs::remove_dir_all(&work);
+    publish(&repo, &["0.2.0"])?;
+    let server = Server::start(&repo).map_err(HarnessError::io("start the HTTP server"))?;
+    let url = server.guest_url();
+    let mut cfg = MachineConfig::new(name, &image.disk_path(), Firmware::Bios);
+    cfg.network = true;
+    let m = Machine::start(cfg)?;
+    assert_eq!(m.wait_for_ready(BOOT_TIMEOUT)?.slot, "a");
+    m.wait_for_agent(Duration::from_secs(60))?;
+    let (root_a, root_b) = (partition(&m, "root-a")?, partition(&m, "root-b")?);
+    m.succeed(&format!("dd if=/dev/zero of=/dev/{root_b} bs=1M count=8 conv=fsync 2>&1"))?;
+
+    // DHCP on QEMU's user network gives 10.0.2.15.
+    m.wait_until_succeeds("ip -4 addr | grep -q 10.0.2.15", Duration::from_secs(90))?;
+    let (code, check) = m.execute(&format!("cairnctl --json update check --repo {url} 2>&1"), Duration::from_secs(120))?;
+    assert_eq!(code, 0, "update check failed:\n{check}");
+    let check: serde_json::Value = serde_json::from_str(&check).expect("update check prints JSON");
+    let offer = &check["offer"];
+    assert_eq!((offer["version"].as_str(), check["running"].as_str()), (Some("0.2.0"), Some("0.1.0")), "{check}");
+    let bundle_path = offer["url"].as_str().and_then(|u| u.strip_prefix(&format!("{url}/"))).expect("the offer is on this server").to_owned();
+    let cut = offer["length"].as_u64().expect("length") / 3;
+    server.stop_once_at(&bundle_path, cut, Duration::from_secs(5));
+
+    let (code, out) = m.execute(&format!("cairnctl update install --repo {url} 2>&1"), INSTALL_TIMEOUT)?;
+    assert_eq!(code, 0, "install over HTTP failed:\n{out}");
+    assert!(out.contains(&format!("download resumed at byte {cut}")) && out.contains("installed 0.2.0 into slot b"), "{out}");
+    let gets: Vec<_> = server.requests().into_iter().filter(|r| r.path == bundle_path).collect();
+    println!("requests for {bundle_path}:");
+    for r in &gets {
+        println!("  Range: {:<22} HTTP {}  {} bytes sent", r.range_start.map_or("(none)".to_owned(), |s| format!("bytes={s}-")), r.status, r.sent);
+    }
+    assert_eq!(gets.first().map(|r| (r.range_start, r.sent)), Some((None, cut)), "{gets:?}");
+    assert_eq!(gets.get(1).map(|r| (r.range_start, r.status)), Some((Some(cut), 206)), "the second request resumes at the cut: {gets:?}");
+
+    m.succeed("cairnctl update reboot")?;
+    let ready = m.wait_for_ready(BOOT_TIMEOUT)?;
+    assert_eq!((ready.slot.as_str(), ready.version.as_str()), ("b", "0.2.0"));
+    m.wait_for_agent(Duration::from_secs(60))?;
+    assert_root_on(&m, &root_b, &root_a);
+    assert_eq!(slot(&status(&m)?, "b")["on_trial"], false, "0.2.0 was committed");
+
+    // The publisher releases 0.3.0; the next install from the repository lands in slot a.
+    publish(&repo, &["0.3.0"])?;
+    let (code, out) = m.execute(&format!("cairnctl update install --repo {url} 2>&1"), INSTALL_TIMEOUT)?;
+    assert_eq!(code, 0, "install 0.3.0 failed:\n{out}");
+    assert!(out.contains("installed 0.3.0 into slot a"), "{out}");
+    m.succeed("cairnctl update reboot")?;
+    let ready = m.wait_for_ready(BOOT_TIMEOUT)?;
+    assert_eq!((ready.slot.as_str(), ready.version.as_str()), ("a", "0.3.0"), "0.3.0 did not land back in slot a");
+    m.wait_for_agent(Duration::from_secs(60))?;
+    assert_root_on(&m, &root_a, &root_b);
+    let check: serde_json::Value = serde_json::from_str(&m.succeed(&format!("cairnctl --json update check --repo {url}"))?).expect("JSON");
+    assert!(check["offer"].is_null() && check["running"] == "0.3.0", "nothing newer than 0.3.0: {check}");
+    drop(m);
+    let _ = std::fs::remove_dir_all(&work);
     Ok(())
 }

@@ -10,9 +10,12 @@
 //! - [`tuf`]: The Update Framework's metadata, client workflow and repository writer;
 //! - [`bundle`]: the update bundle, its signed manifest and its reader;
 //! - [`install`]: the install engine, a bundle into the other slot;
-//! - [`slot_trust`]: what stage 1 checks before it trusts a slot's root hash.
+//! - [`slot_trust`]: what stage 1 checks before it trusts a slot's root hash;
+//! - [`download`] (feature `http`): TUF metadata and bundles over HTTP(S), resumed after a drop.
 
 pub mod bundle;
+#[cfg(feature = "http")]
+pub mod download;
 pub mod gpt;
 pub mod install;
 pub mod grubenv;

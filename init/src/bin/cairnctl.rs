@@ -18,8 +18,14 @@ commands:
   logs NAME [-n LINES]   recent output of a service (default 50 lines; journalctl -u NAME has all)
   start NAME | stop NAME | restart NAME
   reboot | poweroff
-  update install SOURCE  install a signed bundle (a file, or a block device it was written to)
-                         into the other slot; it boots on trial at the next reboot (root only)
+  update check           ask the update repository for a newer release (TUF metadata verified)
+  update install [SOURCE]
+                         install a signed bundle into the other slot: SOURCE is a file, a block
+                         device it was written to, or an http(s) URL; without SOURCE, the newest
+                         release the repository offers. It boots on trial at the next reboot
+                         (root only). Downloads resume after a dropped connection.
+                         --repo URL: the repository (default: `repository` in
+                         /data/cairn/update/config.toml, else /etc/cairn/update/config.toml)
   update status          each slot: version, signature, bootable, on trial, failed boots
   update reboot          reboot into the installed slot
   hardening              the security baseline audit (JSON)
@@ -127,6 +133,7 @@ fn run(args: &[String]) -> Result<(), Failure> {
     let mut address = std::env::var("CAIRNCTL_BUS_ADDRESS").ok();
     let mut words: Vec<&str> = Vec::new();
     let mut lines: u32 = 50;
+    let mut repo: Option<String> = None;
     let mut i = 0;
     while i < args.len() {
         match args[i].as_str() {
@@ -134,6 +141,10 @@ fn run(args: &[String]) -> Result<(), Failure> {
             "--address" => {
                 i += 1;
                 address = Some(args.get(i).cloned().ok_or_else(|| Failure(2, "--address needs a value".into()))?);
+            }
+            "--repo" => {
+                i += 1;
+                repo = Some(args.get(i).cloned().ok_or_else(|| Failure(2, "--repo needs a URL".into()))?);
             }
             "-n" | "--lines" => {
                 i += 1;
@@ -154,7 +165,7 @@ fn run(args: &[String]) -> Result<(), Failure> {
         return Ok(());
     }
     if words.first() == Some(&"update") {
-        return update(&words[1..], json, || connect(address.as_deref()));
+        return update(&words[1..], json, repo, || connect(address.as_deref()));
     }
     let api = || connect(address.as_deref());
     let done = |what: &str| {
@@ -230,22 +241,57 @@ fn run(args: &[String]) -> Result<(), Failure> {
 }
 
 /// `cairnctl update ...`: the install engine runs in this process (as root), never in PID 1.
-fn update(words: &[&str], json: bool, api: impl Fn() -> Result<ManagerProxyBlocking<'static>, Failure>) -> Result<(), Failure> {
+fn update(words: &[&str], json: bool, repo_flag: Option<String>, api: impl Fn() -> Result<ManagerProxyBlocking<'static>, Failure>) -> Result<(), Failure> {
     use cairn_init::update;
     let sys = cairn_init::sys::RealSys;
     let failed = |e: update::UpdateError| {
         let code = if matches!(e, update::UpdateError::NotRoot) { 4 } else { 1 };
         Failure(code, cairn_init::log::chain(&e))
     };
+    // `--repo URL`: the repository for this command, over the configured one.
+    let repository = || -> Result<String, Failure> {
+        match repo_flag.clone() {
+            Some(url) => Ok(url),
+            None => update::config().map_err(failed)?.repository.ok_or(update::UpdateError::NoRepository).map_err(failed),
+        }
+    };
     match words {
-        ["install", source] => {
+        ["check"] => {
+            let c = update::check(&sys, &repository()?).map_err(failed)?;
+            if json {
+                print_json(&c);
+            } else {
+                match &c.offer {
+                    Some(o) => println!("{} offers {} ({} MiB{}); running {}: `cairnctl update install` installs it", c.repository, o.version, o.length >> 20, if o.security { ", security release" } else { "" }, c.running),
+                    None => println!("{}: nothing newer than the running {} for this node", c.repository, c.running),
+                }
+            }
+        }
+        ["install", rest @ ..] if rest.len() <= 1 => {
+            let source = match rest.first() {
+                Some(s) => update::Source::parse(s),
+                None => {
+                    let c = update::check(&sys, &repository()?).map_err(failed)?;
+                    let o = c.offer.ok_or_else(|| failed(update::UpdateError::UpToDate(c.running.clone())))?;
+                    if !json {
+                        eprintln!("installing {} from {}", o.version, c.repository);
+                    }
+                    update::Source::Url { url: o.url, expected: Some((o.length, o.sha256)) }
+                }
+            };
             let started = std::time::Instant::now();
             let mut bar = Bar::new(json);
-            let (slot, m) = update::install_from(&sys, std::path::Path::new(source), &mut |p| bar.show(p)).map_err(failed)?;
+            let mut resumed = Vec::new();
+            let (slot, m) = update::install_from(&sys, &source, &mut |p| bar.show(p), &mut |e| {
+                let cairn_updater::download::Event::Resumed { offset, after } = e;
+                eprintln!("download resumed at byte {offset} (after: {after})");
+                resumed.push(offset);
+            })
+            .map_err(failed)?;
             bar.end();
             let secs = started.elapsed().as_secs_f64();
             if json {
-                print_json(&serde_json::json!({"ok": true, "slot": slot.to_string(), "version": m.version.to_string(), "seconds": secs}));
+                print_json(&serde_json::json!({"ok": true, "slot": slot.to_string(), "version": m.version.to_string(), "seconds": secs, "resumed_at": resumed}));
             } else {
                 println!("installed {} into slot {slot} in {secs:.1} s; it boots on trial at the next reboot (`cairnctl update reboot`)", m.version);
             }
