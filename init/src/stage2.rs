@@ -25,7 +25,6 @@ use std::time::{Duration, Instant};
 
 /// The health gate gives up waiting after this long: the slot is marked good anyway (with a
 /// warning naming what never became ready) so one bad service cannot roll back the OS.
-const GATE_TIMEOUT: Duration = Duration::from_secs(180);
 /// Members of this group (besides root) may change things through the control API; an
 /// operator can name another group in /data/cairn/operator-group.
 const OPERATOR_GROUP: &str = "operator";
@@ -91,7 +90,12 @@ pub fn run(sys: &dyn Sys, start_ms: u64) -> Result<(), Stage2Error> {
     let mut api_tried: Option<Instant> = None;
     let mut api_connecting: Option<std::sync::mpsc::Receiver<Result<crate::api::ApiHandle, crate::api::ApiError>>> = None;
     let gate_start = Instant::now();
+    let (gate, warnings) = crate::update::gate();
+    for w in warnings {
+        say!("WARNING: {w}");
+    }
     let mut ready = false;
+    let mut gate_failed = false;
     let mut power_buttons = open_power_buttons();
     // The loop below wakes at least once a second, so petting from it needs no timer of its own.
     let mut watchdog = match crate::watchdog::Watchdog::arm(crate::watchdog::TIMEOUT) {
@@ -126,12 +130,24 @@ pub fn run(sys: &dyn Sys, start_ms: u64) -> Result<(), Stage2Error> {
             crate::log::console(&format!("WARNING: {journal_dropped} log lines for journald were dropped: it did not read them in time (stopped or overloaded)"));
         }
         let mut request = sup.tick();
-        if !ready {
-            let (holds, waiting) = sup.gate();
-            let timed_out = gate_start.elapsed() >= GATE_TIMEOUT;
-            if holds || timed_out {
+        if !ready && !gate_failed {
+            let (holds, waiting) = sup.gate(gate.services.as_deref());
+            let timed_out = gate_start.elapsed() >= Duration::from_secs(gate.deadline_s);
+            if !holds && timed_out && on_trial(sys, slot) {
+                // Issue 9 item 6: a new slot that misses its gate is not committed. GRUB set
+                // its TRY before this boot, so the reboot falls back to the other slot, whose
+                // PID 1 ends the trial (see `mark_good`).
+                gate_failed = true;
+                let reason = format!("health gate: {} not ready within {} s", waiting.join(", "), gate.deadline_s);
+                say!("slot {status_slot} (version {version}) is on trial and failed its {reason}; rebooting into the previous slot");
+                let failure = crate::update::Failure { version: version.clone(), slot: status_slot.clone(), reason };
+                if let Err(e) = crate::update::record_failure(&failure) {
+                    say!("WARNING: could not record the failed trial: {}", crate::log::chain(&e));
+                }
+                request = Some(Power::Reboot);
+            } else if holds || timed_out {
                 if !holds {
-                    say!("WARNING: health gate: {} never became ready within {} s; marking the slot good anyway", waiting.join(", "), GATE_TIMEOUT.as_secs());
+                    say!("WARNING: health gate: {} never became ready within {} s; the slot is committed, so it is marked good anyway", waiting.join(", "), gate.deadline_s);
                 }
                 ready = true;
                 ready_at = Some(Instant::now());
@@ -390,12 +406,19 @@ fn mark_good(sys: &dyn Sys, slot: Option<cairn_updater::slot::Slot>, signed: Opt
         say!("WARNING: stage 1 recorded no boot disk in {}; not touching grubenv (a slot on trial falls back at the next boot)", crate::blockdev::BOOT_DISK_FILE);
         return;
     };
-    match bootctl::update(sys, &access, |env| env.mark_good(slot)) {
+    let mut trial_end = None;
+    match bootctl::update(sys, &access, |env| {
+        env.mark_good(slot);
+        trial_end = env.end_failed_trial(slot);
+    }) {
         Ok(_) => say!("slot {slot} marked good"),
         Err(e) => {
             say!("WARNING: could not mark slot {slot} good: {e}; if it is on trial, the next boot falls back to the other slot");
             return;
         }
+    }
+    if let Some(end) = trial_end {
+        failed_trial(sys, slot.other(), end);
     }
     // Issue 9 item 6: the minimum rises only once a slot is committed.
     match signed.map(crate::update::raise_minimum) {
@@ -403,6 +426,29 @@ fn mark_good(sys: &dyn Sys, slot: Option<cairn_updater::slot::Slot>, signed: Opt
         Some(Err(e)) => say!("WARNING: could not raise the update minimum: {}", crate::log::chain(&e)),
         Some(Ok(None)) | None => {}
     }
+}
+
+/// The other slot's trial failed (GRUB booted this one instead): remember its version, so
+/// the repository does not install it again, with the reason its own boot recorded if it got
+/// that far (a missed health gate), else what grubenv tells.
+fn failed_trial(sys: &dyn Sys, other: cairn_updater::slot::Slot, end: cairn_updater::grubenv::TrialEnd) {
+    use crate::update::{last_failure, record_failure, signed_version, Failure};
+    let version = signed_version(sys, other).unwrap_or_else(|| "unknown".into());
+    let recorded = last_failure().filter(|f| f.slot == other.to_string() && f.version == version);
+    let failure = recorded.unwrap_or_else(|| Failure { version, slot: other.to_string(), reason: end.to_string() });
+    say!("the trial of slot {other} (version {}) failed: {}; it is not installed again from the repository", failure.version, failure.reason);
+    if let Err(e) = record_failure(&failure) {
+        say!("WARNING: could not record the failed trial: {}", crate::log::chain(&e));
+    }
+}
+
+/// Whether the running slot is on trial (written by an update, not committed yet).
+fn on_trial(sys: &dyn Sys, slot: Option<cairn_updater::slot::Slot>) -> bool {
+    let (Some(slot), Some(access)) = (slot, bootctl::EspAccess::recorded()) else { return false };
+    let mut trial = false;
+    // No change: grubenv is only read (and repaired if a copy is damaged).
+    let _ = bootctl::update(sys, &access, |env| trial = env.is_on_trial(slot));
+    trial
 }
 
 /// Forgets the running slot's failed boots (see `GrubEnv::mark_stable`); writes grubenv

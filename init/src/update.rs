@@ -51,8 +51,8 @@ pub enum UpdateError {
     Config(PathBuf, #[source] toml::de::Error),
     #[error("no update repository: pass --repo URL or set `repository` in {STATE}/config.toml")]
     NoRepository,
-    #[error("the repository offers nothing newer than the running {0} for this node")]
-    UpToDate(String),
+    #[error("the repository offers nothing newer than the running {running} for this node{}", .failed.as_ref().map(|v| format!(" ({v} failed its trial here; `cairnctl update status` says why)")).unwrap_or_default())]
+    UpToDate { running: String, failed: Option<String> },
     #[error("the slot's signed version {0:?} is not a version")]
     Version(String),
     #[error("installing into slot {0}")]
@@ -141,7 +141,7 @@ fn policy(esp: &Path, running: Slot, trust: &Trust, root: &PartitionDev, verity:
         running: running_version,
         minimum: read_version(&format!("{STATE}/minimum")),
         room: [(PayloadKind::Root, root.size_sectors * 512), (PayloadKind::Verity, verity.size_sectors * 512)].into(),
-        failed: None,
+        failed: last_failure().and_then(|f| Version::parse(&f.version).ok()),
     })
 }
 
@@ -179,9 +179,15 @@ pub fn install_from(sys: &dyn Sys, source: &Source, progress: &mut dyn FnMut(Pro
         Source::Path(p) => Box::new(std::fs::File::open(p).map_err(io("cannot open", p))?),
         Source::Url { url, expected } => Box::new(download::Resuming::new(url, expected.clone(), on_event)),
     };
+    // A version that failed here before is installed again only by hand (a path, or a URL
+    // the operator gave), never because the repository offers it.
+    let by_hand = !matches!(source, Source::Url { expected: Some(_), .. });
     let _esp = EspMount::mount(sys, &disk, false)?;
     let esp = Path::new(ESP_MOUNT);
-    let policy = policy(esp, running, &trust, &root, &verity)?;
+    let mut policy = policy(esp, running, &trust, &root, &verity)?;
+    if by_hand {
+        policy.failed = None;
+    }
     let roots = client::stored_chain(&Path::new(STATE).join("tuf")).map_err(UpdateError::Trust)?;
     let t = SlotTarget { slot: target, root: root.dev_path().into(), verity: verity.dev_path().into(), esp: esp.to_owned(), roots };
     let m = install::install(std::io::BufReader::with_capacity(1 << 20, input), &trust, &policy, running, &t, progress).map_err(|e| UpdateError::Install(target, e))?;
@@ -228,6 +234,8 @@ pub struct Check {
     pub offer: Option<Offer>,
     /// Metadata versions verified (root, timestamp, snapshot, targets).
     pub metadata: [u64; 4],
+    /// A version that failed its trial here: never offered (install it by hand to retry).
+    pub failed: Option<String>,
 }
 
 /// Refreshes the TUF metadata from `repository` (the client workflow: rotations followed,
@@ -275,6 +283,7 @@ pub fn check(sys: &dyn Sys, repository: &str) -> Result<Check, UpdateError> {
         running: policy.running.to_string(),
         offer: best.map(|(_, o)| o),
         metadata: [trusted.root.version, trusted.timestamp.version, trusted.snapshot.version, trusted.targets.version],
+        failed: policy.failed.map(|v| v.to_string()),
     })
 }
 
@@ -296,6 +305,79 @@ pub struct SlotStatus {
 pub struct UpdateStatus {
     pub next_boot: Option<String>,
     pub slots: Vec<SlotStatus>,
+    /// The last slot trial that failed on this node, and why.
+    pub last_failure: Option<Failure>,
+}
+
+/// A slot's trial that failed (`STATE/failed.json`): its version is not installed again from
+/// the repository, and `cairnctl update status` says why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Failure {
+    pub version: String,
+    pub slot: String,
+    pub reason: String,
+}
+
+pub fn last_failure() -> Option<Failure> {
+    std::fs::read(format!("{STATE}/failed.json")).ok().and_then(|b| serde_json::from_slice(&b).ok())
+}
+
+pub fn record_failure(f: &Failure) -> Result<(), UpdateError> {
+    std::fs::create_dir_all(STATE).map_err(io("cannot create", Path::new(STATE)))?;
+    let mut bytes = serde_json::to_vec_pretty(f).unwrap_or_default();
+    bytes.push(b'\n');
+    client::persist(Path::new(STATE), "failed.json", &bytes).map_err(UpdateError::Trust)
+}
+
+/// `slot`'s version from its signed manifest on the ESP (verified), if it has one.
+pub fn signed_version(sys: &dyn Sys, slot: Slot) -> Option<String> {
+    let disk = blockdev::recorded_boot_disk("")?;
+    let trust = trust().ok()?;
+    let _esp = EspMount::mount(sys, &disk, true).ok()?;
+    slot_manifest(Path::new(ESP_MOUNT), slot, &trust)?.ok().map(|m| m.version.to_string())
+}
+
+/// The health gate a slot on trial must pass before it is committed:
+/// `/data/cairn/update/gate.toml` (the operator's) over `/etc/cairn/update/gate.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Gate {
+    /// The services that must have been ready; default: every service that starts at boot.
+    #[serde(default)]
+    pub services: Option<Vec<String>>,
+    /// Seconds from stage 2's start. A slot on trial that misses it falls back; a committed
+    /// slot is marked good anyway (it has proved itself before; the gate is for new ones).
+    #[serde(default = "Gate::default_deadline")]
+    pub deadline_s: u64,
+}
+
+impl Gate {
+    fn default_deadline() -> u64 {
+        180
+    }
+}
+
+impl Default for Gate {
+    fn default() -> Gate {
+        Gate { services: None, deadline_s: Gate::default_deadline() }
+    }
+}
+
+/// The gate in force, and a warning for each file that was ignored (a broken operator file
+/// leaves the image's gate, or the default, in force).
+pub fn gate() -> (Gate, Vec<String>) {
+    let mut warnings = Vec::new();
+    for path in [format!("{STATE}/gate.toml"), "/etc/cairn/update/gate.toml".to_owned()] {
+        match std::fs::read_to_string(&path) {
+            Ok(text) => match toml::from_str::<Gate>(&text) {
+                Ok(g) => return (g, warnings),
+                Err(e) => warnings.push(format!("{path} is not a valid health gate ({}); ignoring it", e.message())),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => warnings.push(format!("cannot read {path}: {e}; ignoring it")),
+        }
+    }
+    (Gate::default(), warnings)
 }
 
 pub fn status(sys: &dyn Sys) -> Result<UpdateStatus, UpdateError> {
@@ -317,7 +399,7 @@ pub fn status(sys: &dyn Sys) -> Result<UpdateStatus, UpdateError> {
             SlotStatus { slot: s.to_string(), running: s == running, version, signature, bootable: env.is_ok(s), on_trial: env.is_on_trial(s), failed_boots: env.failures(s) }
         })
         .collect();
-    Ok(UpdateStatus { next_boot: env.next_boot().map(|s| s.to_string()), slots })
+    Ok(UpdateStatus { next_boot: env.next_boot().map(|s| s.to_string()), slots, last_failure: last_failure() })
 }
 
 /// The running slot was committed (marked good) running `version`: no bundle older than it
@@ -331,4 +413,23 @@ pub fn raise_minimum(version: &str) -> Result<Option<Version>, UpdateError> {
     std::fs::create_dir_all(STATE).map_err(io("cannot create", Path::new(STATE)))?;
     client::persist(Path::new(STATE), "minimum", format!("{new}\n").as_bytes()).map_err(UpdateError::Trust)?;
     Ok(Some(new))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gate_file_names_services_and_a_deadline_and_typos_are_refused() {
+        let g: Gate = toml::from_str("services = [\"fluxd\"]\ndeadline_s = 60\n").expect("gate");
+        assert_eq!(g, Gate { services: Some(vec!["fluxd".into()]), deadline_s: 60 });
+        assert_eq!(toml::from_str::<Gate>("").expect("empty"), Gate::default());
+        assert!(toml::from_str::<Gate>("deadline = 60\n").is_err(), "an unknown key is an error, not a silent default");
+    }
+
+    #[test]
+    fn up_to_date_says_when_a_newer_version_failed_here() {
+        let e = UpdateError::UpToDate { running: "0.1.0".into(), failed: Some("0.2.0".into()) };
+        assert_eq!(e.to_string(), "the repository offers nothing newer than the running 0.1.0 for this node (0.2.0 failed its trial here; `cairnctl update status` says why)");
+    }
 }

@@ -227,6 +227,29 @@ impl GrubEnv {
     pub fn mark_stable(&mut self, s: Slot) {
         let _ = self.set(&format!("{}_FAILS", s.letter()), "0");
     }
+    /// Called by `running` as it commits itself: if the other slot was on trial and GRUB
+    /// booted `running` instead, that trial failed. It is ended here (the other slot marked
+    /// bad, no longer on trial, `running` first in ORDER), so it is reported once; the
+    /// return value says how it ended. A slot installed but not booted yet (on trial, TRY=0,
+    /// OK=1) is left alone.
+    pub fn end_failed_trial(&mut self, running: Slot) -> Option<TrialEnd> {
+        let other = running.other();
+        if !self.is_on_trial(other) {
+            return None;
+        }
+        let end = if !self.is_ok(other) {
+            TrialEnd::Refused
+        } else if self.is_trying(other) {
+            TrialEnd::NeverCommitted
+        } else {
+            return None;
+        };
+        self.mark_bad(other);
+        self.put(other, "TRIAL", false);
+        let _ = self.set("ORDER", &format!("{} {}", running.letter(), other.letter()));
+        Some(end)
+    }
+
     /// The slot GRUB's script would boot: the first in ORDER with OK=1 and TRY=0.
     pub fn next_boot(&self) -> Option<Slot> {
         self.order().into_iter().find(|&s| self.is_ok(s) && !self.is_trying(s))
@@ -235,6 +258,25 @@ impl GrubEnv {
 
 fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> GrubenvError + 'a {
     move |source| GrubenvError::Io { op, path: path.display().to_string(), source }
+}
+
+/// How a slot's trial failed, as the slot that booted instead sees it in grubenv.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrialEnd {
+    /// Stage 1 or PID 1 refused it (OK=0): a bad signature, a verity mismatch, no init.
+    Refused,
+    /// It was booted (GRUB set TRY) and never committed: a kernel panic, a hang, a reset,
+    /// or a health gate that did not hold before its deadline.
+    NeverCommitted,
+}
+
+impl std::fmt::Display for TrialEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TrialEnd::Refused => "it was refused at boot (signature, dm-verity or root file system; its console says which)",
+            TrialEnd::NeverCommitted => "it never reached its health gate (a kernel panic, a hang or a reset)",
+        })
+    }
 }
 
 pub fn read(path: &Path) -> Result<GrubEnv, GrubenvError> {
@@ -325,6 +367,33 @@ mod tests {
         assert_eq!(e.next_boot(), None);
         e.set_primary(Slot::B);
         assert_eq!(e.order(), [Slot::B, Slot::A]);
+        assert_eq!(e.next_boot(), Some(Slot::B));
+    }
+
+    /// Issue 9 item 6: the committed slot that booted instead of a slot on trial ends that
+    /// trial once, and tells a refused slot from one that never got to commit itself.
+    #[test]
+    fn a_failed_trial_is_ended_once_by_the_slot_that_booted_instead() {
+        let mut e = GrubEnv::new_ab();
+        e.mark_good(Slot::A);
+        e.set_primary(Slot::B);
+        // Installed, not booted yet: nothing has failed.
+        assert_eq!(e.end_failed_trial(Slot::A), None);
+        // GRUB set TRY before booting it; it never committed (a panic, a hang, its gate).
+        e.put(Slot::B, "TRY", true);
+        assert_eq!(e.next_boot(), Some(Slot::A));
+        assert_eq!(e.end_failed_trial(Slot::A), Some(TrialEnd::NeverCommitted));
+        assert_eq!((e.order(), e.is_ok(Slot::B), e.is_on_trial(Slot::B)), (vec![Slot::A, Slot::B], false, false));
+        assert_eq!(e.end_failed_trial(Slot::A), None, "reported once");
+        // Stage 1 refused it (marked bad: signature, verity).
+        e.set_primary(Slot::B);
+        e.mark_bad(Slot::B);
+        assert_eq!(e.end_failed_trial(Slot::A), Some(TrialEnd::Refused));
+        // The trial slot committing itself is not a failure of anything.
+        e.set_primary(Slot::B);
+        e.put(Slot::B, "TRY", true);
+        e.mark_good(Slot::B);
+        assert_eq!(e.end_failed_trial(Slot::B), None);
         assert_eq!(e.next_boot(), Some(Slot::B));
     }
 

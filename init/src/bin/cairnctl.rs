@@ -263,7 +263,7 @@ fn update(words: &[&str], json: bool, repo_flag: Option<String>, api: impl Fn() 
             } else {
                 match &c.offer {
                     Some(o) => println!("{} offers {} ({} MiB{}); running {}: `cairnctl update install` installs it", c.repository, o.version, o.length >> 20, if o.security { ", security release" } else { "" }, c.running),
-                    None => println!("{}: nothing newer than the running {} for this node", c.repository, c.running),
+                    None => println!("{}", cairn_init::log::chain(&update::UpdateError::UpToDate { running: c.running.clone(), failed: c.failed.clone() })),
                 }
             }
         }
@@ -272,7 +272,7 @@ fn update(words: &[&str], json: bool, repo_flag: Option<String>, api: impl Fn() 
                 Some(s) => update::Source::parse(s),
                 None => {
                     let c = update::check(&sys, &repository()?).map_err(failed)?;
-                    let o = c.offer.ok_or_else(|| failed(update::UpdateError::UpToDate(c.running.clone())))?;
+                    let o = c.offer.ok_or_else(|| failed(update::UpdateError::UpToDate { running: c.running.clone(), failed: c.failed.clone() }))?;
                     if !json {
                         eprintln!("installing {} from {}", o.version, c.repository);
                     }
@@ -307,6 +307,9 @@ fn update(words: &[&str], json: bool, repo_flag: Option<String>, api: impl Fn() 
                     println!("{:<5} {:<8} {:<10} {:<9} {:<9} {:>6}  {}", s.slot, yes(s.running), s.version.as_deref().unwrap_or("-"), yes(s.bootable), yes(s.on_trial), s.failed_boots, s.signature);
                 }
                 println!("next boot: slot {}", st.next_boot.as_deref().unwrap_or("none"));
+                if let Some(f) = &st.last_failure {
+                    println!("last failed trial: {} in slot {}: {}", f.version, f.slot, f.reason);
+                }
             }
         }
         ["reboot"] => {

@@ -122,14 +122,22 @@ impl Supervisor {
         self.notify.as_ref().map(|s| s.as_fd())
     }
 
-    /// The health gate: every service that should run has been ready at least once.
-    pub fn gate(&self) -> (bool, Vec<String>) {
-        let waiting: Vec<String> = self
-            .units
-            .iter()
-            .filter(|u| u.def.as_ref().is_some_and(|d| d.autostart) && !matches!(u.state, State::Broken | State::NotInstalled) && !u.ever_ready)
-            .map(|u| u.name.clone())
-            .collect();
+    /// The health gate: every service in `required` (by default every service that should
+    /// run) has been ready at least once. Returns whether it holds and who it waits for.
+    pub fn gate(&self, required: Option<&[String]>) -> (bool, Vec<String>) {
+        let waiting: Vec<String> = match required {
+            Some(names) => names
+                .iter()
+                .filter(|n| !self.units.iter().any(|u| &u.name == *n && u.ever_ready))
+                .map(|n| if self.units.iter().any(|u| &u.name == n) { n.clone() } else { format!("{n} (no such service)") })
+                .collect(),
+            None => self
+                .units
+                .iter()
+                .filter(|u| u.def.as_ref().is_some_and(|d| d.autostart) && !matches!(u.state, State::Broken | State::NotInstalled) && !u.ever_ready)
+                .map(|u| u.name.clone())
+                .collect(),
+        };
         (waiting.is_empty(), waiting)
     }
 
