@@ -195,8 +195,9 @@ fn median(mut v: Vec<u64>) -> u64 {
     v.get(v.len() / 2).copied().unwrap_or(0)
 }
 
-fn ensure_image(profile: &str, reuse: bool) -> PathBuf {
-    let dir = cairn_qemu_tests::workspace().join("target/cairn").join(profile);
+/// Builds `profile` into target/cairn/`out` (unless `reuse` and it is there).
+fn ensure_image(profile: &str, out: &str, reuse: bool) -> PathBuf {
+    let dir = cairn_qemu_tests::workspace().join("target/cairn").join(out);
     if !reuse || !dir.join("manifest.json").is_file() {
         eprintln!("cairn-bench: building image {profile} (about 90 s) ...");
         let st = std::process::Command::new("cargo")
@@ -216,9 +217,11 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let rounds: usize = args.iter().position(|a| a == "--rounds").and_then(|i| args.get(i + 1)?.parse().ok()).unwrap_or(3);
     let reuse = args.iter().any(|a| a == "--reuse-images");
-    let cairn_dir = ensure_image("default", reuse);
-    let base_dir = ensure_image("baseline-debian", reuse);
-    let test_dir = ensure_image("test", reuse);
+    let cairn_dir = ensure_image("default", "default", reuse);
+    let base_dir = ensure_image("baseline-debian", "baseline-debian", reuse);
+    // Not target/cairn/test: `./dev test` builds that one trusting its test repository, with
+    // signed slots; this benchmark needs only the agent.
+    let test_dir = ensure_image("test", "bench-test", reuse);
     let (cairn, base) = match (load(&cairn_dir), load(&base_dir)) {
         (Ok(a), Ok(b)) => (a, b),
         (Err(e), _) | (_, Err(e)) => {
