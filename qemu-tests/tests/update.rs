@@ -205,10 +205,11 @@ fn version_n_updates_to_n_plus_1_over_http_resuming_a_dropped_download_and_n_plu
 /// Issue 9 item 6: a new slot that misses its health gate is not committed: it falls back to
 /// the previous slot, the reason shows in `cairnctl update status`, and the repository does
 /// not install that version again. (The gate is the operator's, from /data: here it waits
-/// for a service that never becomes ready, with a short deadline.)
+/// for a service that never becomes ready, with a short deadline.) Then a new slot whose
+/// kernel panics falls back the same way, its failure recorded by the slot that booted.
 #[test]
-fn a_new_slot_that_fails_its_health_gate_falls_back_and_is_not_installed_again() -> R {
-    let n = networked("update_gate_fails", &["0.2.0"], &[])?;
+fn a_new_slot_that_fails_its_health_gate_or_panics_falls_back_and_is_not_installed_again() -> R {
+    let n = networked("update_gate_fails", &["0.2.0"], &["0.3.0"])?;
     let (m, url) = (&n.m, &n.url);
     let (code, out) = m.execute(&format!("cairnctl update install --repo {url} 2>&1"), INSTALL_TIMEOUT)?;
     assert_eq!(code, 0, "install failed:\n{out}");
@@ -232,5 +233,23 @@ fn a_new_slot_that_fails_its_health_gate_falls_back_and_is_not_installed_again()
     assert!(check["offer"].is_null() && check["failed"] == "0.2.0", "{check}");
     let (code, out) = m.execute(&format!("cairnctl update install --repo {url} 2>&1"), Duration::from_secs(120))?;
     assert!(code != 0 && out.contains("0.2.0 failed its trial here"), "{out}");
+
+    // A slot that dies without a word: 0.3.0 from a USB stick, its initramfs damaged on the
+    // ESP after the install, so its kernel panics. GRUB set its TRY before booting it; the
+    // panic reboots (panic=10) into slot a, which ends the trial with grubenv's reason.
+    m.succeed("rm /data/cairn/update/gate.toml")?;
+    let (code, out) = install(m, "vdb")?;
+    assert!(code == 0 && out.contains("installed 0.3.0 into slot b"), "{out}");
+    edit_esp(m, "head -c 65536 /dev/urandom > b/initrd")?;
+    m.succeed("cairnctl update reboot")?;
+    m.wait_for_console_text("Kernel panic", BOOT_TIMEOUT)?;
+    let ready = m.wait_for_ready(BOOT_TIMEOUT)?;
+    assert_eq!((ready.slot.as_str(), ready.version.as_str()), ("a", "0.1.0"), "the panicking slot fell back to the previous one");
+    m.wait_for_agent(Duration::from_secs(60))?;
+    let st = status(m)?;
+    let failure = &st["last_failure"];
+    assert_eq!((failure["version"].as_str(), failure["slot"].as_str()), (Some("0.3.0"), Some("b")), "{st}");
+    assert!(failure["reason"].as_str().is_some_and(|r| r.contains("never reached its health gate")), "{st}");
+    assert_eq!((st["next_boot"].as_str(), slot(&st, "b")["bootable"].as_bool()), (Some("a"), Some(false)), "{st}");
     Ok(())
 }
