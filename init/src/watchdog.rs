@@ -57,8 +57,8 @@ impl Watchdog {
         self.timeout
     }
 
-    /// Pets the watchdog if a third of its timeout has passed since the last pet (RESEARCH:
-    /// pet at a third, so one late loop turn never costs a reboot).
+    /// Pets the watchdog at most once a second ([`due`]): the main loop turns at least once a
+    /// second, so the reset comes `TIMEOUT` after the loop last turned, never sooner.
     pub fn pet_if_due(&mut self) {
         if due(self.last_pet, Instant::now(), self.timeout) {
             self.pet();
@@ -74,9 +74,17 @@ impl Watchdog {
     }
 }
 
-/// Is a pet due at `now`, the last one having been at `last`?
+/// How often the watchdog is petted, at most. It used to be a third of the timeout, which let
+/// the reset come as early as 40 s after the main loop last turned: the stall monitor, which
+/// records the failed boot at 40 s (`stage2::STALL_RECORD`), then lost the race to the reset
+/// and the reset left no record (seen in CI). Petting on every turn, at most once a second,
+/// leaves the monitor 19 s or more; the ioctl costs nothing.
+pub const PET_EVERY: Duration = Duration::from_secs(1);
+
+/// Is a pet due at `now`, the last one having been at `last`? (`timeout` bounds the interval
+/// for a watchdog with a timeout shorter than [`PET_EVERY`].)
 pub fn due(last: Instant, now: Instant, timeout: Duration) -> bool {
-    now.saturating_duration_since(last) >= timeout / 3
+    now.saturating_duration_since(last) >= PET_EVERY.min(timeout / 3)
 }
 
 #[cfg(test)]
@@ -84,11 +92,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pets_at_a_third_of_the_timeout() {
+    fn pets_every_second_so_the_reset_comes_a_full_timeout_after_the_last_turn() {
         let t0 = Instant::now();
-        assert!(!due(t0, t0 + Duration::from_secs(19), TIMEOUT));
-        assert!(due(t0, t0 + Duration::from_secs(20), TIMEOUT));
+        assert!(!due(t0, t0 + Duration::from_millis(999), TIMEOUT));
+        assert!(due(t0, t0 + Duration::from_secs(1), TIMEOUT));
         assert!(due(t0, t0 + Duration::from_secs(59), TIMEOUT));
+        // The loop turns at least once a second and pets when due: the last pet is at most
+        // 1 s older than the last turn, so the reset leaves the stall monitor its window.
+        assert!(TIMEOUT - PET_EVERY > Duration::from_secs(40) + Duration::from_secs(15));
         // A clock that seems to go backwards never triggers (and never panics).
         assert!(!due(t0 + Duration::from_secs(5), t0, TIMEOUT));
     }
