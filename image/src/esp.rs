@@ -68,16 +68,19 @@ pub struct Esp {
 }
 
 /// The GRUB script. Slot choice, in order of ORDER: the first slot with OK=1 and TRY=0 is
-/// booted. A slot on trial (TRIAL=1: written by an update, not yet committed) gets TRY=1
-/// *before* booting; PID 1 commits it (TRY=0, TRIAL=0) once it proved healthy, so a trial
-/// that fails before that is skipped on the next boot. A committed slot gets no TRY: a power
-/// cut during its boot must not cost it (failures with a record are counted by PID 1 in
-/// `X_FAILS`, which sets TRY itself at the limit; see `cairn_updater::grubenv`).
+/// booted. A slot on trial (TRIAL=1: written by an update, not yet committed) has its LEFT
+/// counted down before it boots, and on its last try gets TRY=1; PID 1 commits it (TRY=0,
+/// TRIAL=0) once it proved healthy, so a trial that keeps dying before that is skipped after
+/// `TRIAL_TRIES` boots (an old grubenv without LEFT gives one). A committed slot gets no TRY:
+/// a power cut during its boot must not cost it (failures with a record are counted by
+/// PID 1 in `X_FAILS`, which sets TRY itself at the limit; see `cairn_updater::grubenv`).
 ///
 /// The state comes from the first of the two grubenv copies that loads (a zeroed or torn
 /// block fails load_env's header check); if neither does, the defaults set first boot A,
-/// then B, and PID 1 rewrites both copies at its next change. TRY goes to both copies.
+/// then B, and PID 1 rewrites both copies at its next change. TRY and LEFT go to both
+/// copies before the kernel starts.
 pub fn grub_cfg(cmdline: &str) -> String {
+    let (trial_a, trial_b) = (count_try('A'), count_try('B'));
     format!(
         r#"# Cairn boot script, written by cairn-image. The slot state lives in grubenv.
 serial --unit=0 --speed=115200
@@ -91,9 +94,11 @@ set B_OK=1
 set B_TRY=0
 set A_TRIAL=0
 set B_TRIAL=0
-if load_env -f $prefix/grubenv ORDER A_OK A_TRY A_TRIAL B_OK B_TRY B_TRIAL; then
+set A_LEFT=0
+set B_LEFT=0
+if load_env -f $prefix/grubenv ORDER A_OK A_TRY A_TRIAL A_LEFT B_OK B_TRY B_TRIAL B_LEFT; then
   true
-elif load_env -f $prefix/grubenv.b ORDER A_OK A_TRY A_TRIAL B_OK B_TRY B_TRIAL; then
+elif load_env -f $prefix/grubenv.b ORDER A_OK A_TRY A_TRIAL A_LEFT B_OK B_TRY B_TRIAL B_LEFT; then
   echo "cairn: grubenv does not read; using its second copy grubenv.b"
 else
   echo "cairn: neither grubenv copy reads; booting in the default order A B"
@@ -102,10 +107,10 @@ set cairn_slot=""
 for s in $ORDER; do
   if [ -z "$cairn_slot" ]; then
     if [ "$s" = "A" ]; then
-      if [ "$A_OK" = "1" -a "$A_TRY" = "0" ]; then set cairn_slot=a; if [ "$A_TRIAL" = "1" ]; then set A_TRY=1; fi; fi
+      if [ "$A_OK" = "1" -a "$A_TRY" = "0" ]; then set cairn_slot=a; if [ "$A_TRIAL" = "1" ]; then {trial_a}; fi; fi
     fi
     if [ "$s" = "B" ]; then
-      if [ "$B_OK" = "1" -a "$B_TRY" = "0" ]; then set cairn_slot=b; if [ "$B_TRIAL" = "1" ]; then set B_TRY=1; fi; fi
+      if [ "$B_OK" = "1" -a "$B_TRY" = "0" ]; then set cairn_slot=b; if [ "$B_TRIAL" = "1" ]; then {trial_b}; fi; fi
     fi
   fi
 done
@@ -119,8 +124,8 @@ if [ -z "$cairn_slot" ]; then
   sleep 10
   reboot
 fi
-save_env -f $prefix/grubenv A_TRY B_TRY
-save_env -f $prefix/grubenv.b A_TRY B_TRY
+save_env -f $prefix/grubenv A_TRY B_TRY A_LEFT B_LEFT
+save_env -f $prefix/grubenv.b A_TRY B_TRY A_LEFT B_LEFT
 source /$cairn_slot/slot.cfg
 # The boot disk, for stage 1: the partition GUID of this ESP (each disk's own after its
 # first boot).
@@ -219,6 +224,19 @@ fn set_mtime(p: &Path, epoch: u64) -> std::io::Result<()> {
     std::fs::File::options().write(true).open(p)?.set_times(std::fs::FileTimes::new().set_modified(t).set_accessed(t))
 }
 
+/// GRUB script (which has no arithmetic) counting one try of slot `x` on trial down:
+/// LEFT=3 becomes 2, 2 becomes 1, and the last try (LEFT 1, 0 or missing) sets TRY.
+fn count_try(x: char) -> String {
+    use cairn_updater::grubenv::TRIAL_TRIES;
+    let mut s = String::new();
+    for left in (2..=TRIAL_TRIES).rev() {
+        let n = TRIAL_TRIES - left + 1;
+        s.push_str(&format!("if [ \"${x}_LEFT\" = \"{left}\" ]; then set {x}_LEFT={}; echo \"cairn: slot {} is on trial: try {n} of {TRIAL_TRIES}\"; el", left - 1, x.to_ascii_lowercase()));
+    }
+    s.push_str(&format!("se set {x}_LEFT=0; set {x}_TRY=1; echo \"cairn: slot {} is on trial: its last try\"; fi", x.to_ascii_lowercase()));
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,10 +250,21 @@ mod tests {
         assert!(cfg.contains("probe --set=cairn_esp --part-uuid $root") && cfg.contains("cairn.esp=$cairn_esp"));
     }
 
+    /// GRUB's own parser reads the script (grub-common's grub-script-check).
+    #[test]
+    fn grub_cfg_parses_with_grub_script_check() {
+        let path = std::env::temp_dir().join(format!("cairn-grub-cfg-{}", std::process::id()));
+        std::fs::write(&path, grub_cfg("console=ttyS0")).expect("write grub.cfg");
+        let out = std::process::Command::new("grub-script-check").arg(&path).output();
+        let _ = std::fs::remove_file(&path);
+        let out = out.expect("grub-script-check is missing: apt-get install grub-common (or ./dev setup)");
+        assert!(out.status.success(), "grub-script-check: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    }
+
     #[test]
     fn grub_cfg_marks_try_before_booting() {
         let cfg = grub_cfg("console=ttyS0");
-        let save = cfg.find("save_env -f $prefix/grubenv A_TRY B_TRY\nsave_env -f $prefix/grubenv.b A_TRY B_TRY\nsource").unwrap_or(usize::MAX);
+        let save = cfg.find("save_env -f $prefix/grubenv A_TRY B_TRY A_LEFT B_LEFT\nsave_env -f $prefix/grubenv.b A_TRY B_TRY A_LEFT B_LEFT\nsource").unwrap_or(usize::MAX);
         let boot = cfg.find("\nboot\n").unwrap_or(0);
         assert!(save < boot, "TRY must be saved to both copies before the kernel starts");
         // With neither copy readable, both slots count as good: "none is good" never boots.
@@ -244,7 +273,9 @@ mod tests {
         assert!(cfg.contains("cairn.slot=$cairn_slot cairn.roothash=$cairn_roothash"));
         // Only a slot on trial gets TRY: a committed one must survive a power cut mid-boot.
         for x in ["A", "B"] {
-            assert!(cfg.contains(&format!("if [ \"${x}_TRIAL\" = \"1\" ]; then set {x}_TRY=1; fi")), "{cfg}");
+            assert!(cfg.contains(&format!("if [ \"${x}_TRIAL\" = \"1\" ]; then if [ \"${x}_LEFT\" = \"3\" ]; then set {x}_LEFT=2;")), "{cfg}");
+            assert!(cfg.contains(&format!("else set {x}_LEFT=0; set {x}_TRY=1;")), "the last try sets TRY: {cfg}");
+            assert!(cfg.matches(&format!(" {x}_LEFT")).count() >= 4, "{x}_LEFT is not loaded from both copies and saved to both: {cfg}");
             assert!(cfg.matches(&format!(" {x}_TRIAL")).count() >= 2, "{x}_TRIAL is not loaded from both copies: {cfg}");
         }
     }

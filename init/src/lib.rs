@@ -3,6 +3,7 @@
 pub mod api;
 pub mod blockdev;
 pub mod bootctl;
+pub mod checkpoint;
 pub mod cmdline;
 pub mod control;
 pub mod data;

@@ -134,9 +134,9 @@ pub fn run(sys: &dyn Sys, start_ms: u64) -> Result<(), Stage2Error> {
             let (holds, waiting) = sup.gate(gate.services.as_deref());
             let timed_out = gate_start.elapsed() >= Duration::from_secs(gate.deadline_s);
             if !holds && timed_out && on_trial(sys, slot) {
-                // Issue 9 item 6: a new slot that misses its gate is not committed. GRUB set
-                // its TRY before this boot, so the reboot falls back to the other slot, whose
-                // PID 1 ends the trial (see `mark_good`).
+                // Issue 9 item 6: a new slot that misses its gate is not committed. Counted as
+                // a failed boot of a slot on trial, it loses its remaining tries, so the reboot
+                // falls back to the other slot, whose PID 1 ends the trial (see `mark_good`).
                 gate_failed = true;
                 let reason = format!("health gate: {} not ready within {} s", waiting.join(", "), gate.deadline_s);
                 say!("slot {status_slot} (version {version}) is on trial and failed its {reason}; rebooting into the previous slot");
@@ -144,6 +144,7 @@ pub fn run(sys: &dyn Sys, start_ms: u64) -> Result<(), Stage2Error> {
                 if let Err(e) = crate::update::record_failure(&failure) {
                     say!("WARNING: could not record the failed trial: {}", crate::log::chain(&e));
                 }
+                record_failure(sys);
                 request = Some(Power::Reboot);
             } else if holds || timed_out {
                 if !holds {

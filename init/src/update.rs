@@ -26,6 +26,8 @@ const RELEASE: &str = "/etc/cairn/release";
 /// manifest (absent for an image without an update keyring).
 pub const SLOT_VERSION_FILE: &str = "/run/cairn/slot-version";
 const ESP_MOUNT: &str = "/run/cairn/esp-update";
+/// The last failed trial (`Failure`), in `STATE`.
+const FAILED: &str = "failed.json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpdateError {
@@ -191,6 +193,12 @@ pub fn install_from(sys: &dyn Sys, source: &Source, progress: &mut dyn FnMut(Pro
     let roots = client::stored_chain(&Path::new(STATE).join("tuf")).map_err(UpdateError::Trust)?;
     let t = SlotTarget { slot: target, root: root.dev_path().into(), verity: verity.dev_path().into(), esp: esp.to_owned(), roots };
     let m = install::install(std::io::BufReader::with_capacity(1 << 20, input), &trust, &policy, running, &t, progress).map_err(|e| UpdateError::Install(target, e))?;
+    // A new trial of a version that failed here before (installed by hand): the old record
+    // is not about this trial, whose own failure, if any, will be recorded afresh.
+    if last_failure().is_some_and(|f| f.version == m.version.to_string()) {
+        let path = Path::new(STATE).join(FAILED);
+        std::fs::remove_file(&path).map_err(io("cannot remove", &path))?;
+    }
     Ok((target, m))
 }
 
@@ -298,6 +306,8 @@ pub struct SlotStatus {
     pub signature: String,
     pub bootable: bool,
     pub on_trial: bool,
+    /// Boots GRUB will still give it if it dies before its health gate (on trial only).
+    pub tries_left: u32,
     pub failed_boots: u32,
 }
 
@@ -319,14 +329,14 @@ pub struct Failure {
 }
 
 pub fn last_failure() -> Option<Failure> {
-    std::fs::read(format!("{STATE}/failed.json")).ok().and_then(|b| serde_json::from_slice(&b).ok())
+    std::fs::read(Path::new(STATE).join(FAILED)).ok().and_then(|b| serde_json::from_slice(&b).ok())
 }
 
 pub fn record_failure(f: &Failure) -> Result<(), UpdateError> {
     std::fs::create_dir_all(STATE).map_err(io("cannot create", Path::new(STATE)))?;
     let mut bytes = serde_json::to_vec_pretty(f).unwrap_or_default();
     bytes.push(b'\n');
-    client::persist(Path::new(STATE), "failed.json", &bytes).map_err(UpdateError::Trust)
+    client::persist(Path::new(STATE), FAILED, &bytes).map_err(UpdateError::Trust)
 }
 
 /// `slot`'s version from its signed manifest on the ESP (verified), if it has one.
@@ -396,7 +406,7 @@ pub fn status(sys: &dyn Sys) -> Result<UpdateStatus, UpdateError> {
                 Some(Err(e)) => (None, format!("bad: {}", crate::log::chain(&e))),
                 None => (if s == running { release_field(&release, "VERSION") } else { None }, "unsigned".to_owned()),
             };
-            SlotStatus { slot: s.to_string(), running: s == running, version, signature, bootable: env.is_ok(s), on_trial: env.is_on_trial(s), failed_boots: env.failures(s) }
+            SlotStatus { slot: s.to_string(), running: s == running, version, signature, bootable: env.is_ok(s), on_trial: env.is_on_trial(s), tries_left: env.tries_left(s), failed_boots: env.failures(s) }
         })
         .collect();
     Ok(UpdateStatus { next_boot: env.next_boot().map(|s| s.to_string()), slots, last_failure: last_failure() })

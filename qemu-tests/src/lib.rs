@@ -14,6 +14,7 @@ pub mod http;
 pub mod image;
 pub mod kvm;
 pub mod machine;
+pub mod power_cut;
 pub mod qmp;
 pub mod shared;
 pub mod snapshot;

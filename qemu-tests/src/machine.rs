@@ -1,5 +1,7 @@
 //! `Machine`: one QEMU guest booted from a Cairn disk image.
 
+mod freeze;
+
 use crate::agent::Agent;
 use crate::console::Console;
 use crate::qmp::{self, Qmp};
@@ -44,11 +46,14 @@ pub struct MachineConfig {
     /// disk starts as a copy of it, and its first start resumes the snapshot (`-loadvm`)
     /// instead of booting. Later starts (power cycles) boot as usual.
     pub start_from: Option<PathBuf>,
+    /// A frozen disk state (`Machine::freeze_disk`): the machine's overlay has it as its
+    /// backing file instead of `disk`, so it boots the disk as it stood at that instant.
+    pub disk_state: Option<PathBuf>,
 }
 
 impl MachineConfig {
     pub fn new(name: &str, disk: &Path, firmware: Firmware) -> MachineConfig {
-        MachineConfig { name: name.to_owned(), disk: disk.to_owned(), disk_size_mb: 2048, firmware, memory_mb: 1024, cpus: 2, host_port_forwards: Vec::new(), network: false, extra_drives: Vec::new(), drives_before: Vec::new(), boot_read_errors: Vec::new(), start_from: None }
+        MachineConfig { name: name.to_owned(), disk: disk.to_owned(), disk_size_mb: 2048, firmware, memory_mb: 1024, cpus: 2, host_port_forwards: Vec::new(), network: false, extra_drives: Vec::new(), drives_before: Vec::new(), boot_read_errors: Vec::new(), start_from: None, disk_state: None }
     }
 }
 
@@ -100,6 +105,11 @@ pub struct Machine {
     sockets: PathBuf,
     /// The next start resumes `cfg.start_from`'s snapshot instead of booting (once).
     resume: bool,
+    /// The file on top of the boot disk's chain, the one QEMU writes: `overlay.qcow2` until
+    /// `freeze_disk` puts another on it.
+    top: PathBuf,
+    /// The files `freeze_disk` froze, oldest first.
+    frozen: Vec<PathBuf>,
 }
 
 /// A short directory for one machine's sockets: /tmp/cairn-vm-<hash of its log dir>.
@@ -143,8 +153,10 @@ impl Machine {
             let before = std::fs::read_to_string(saved.with_extension("console.log")).unwrap_or_default();
             console.seed(&before);
             std::fs::write(dir.join("console.log"), format!("{before}\n[cairn-qemu-tests: resumed the snapshot taken at ready]\n")).map_err(HarnessError::io("console log"))?;
+        } else if let Some(state) = &cfg.disk_state {
+            Machine::create_overlay_on(state, "qcow2", &dir, cfg.disk_size_mb)?;
         } else {
-            Machine::create_overlay(&disk, &dir, cfg.disk_size_mb)?;
+            Machine::create_overlay_on(&disk, "raw", &dir, cfg.disk_size_mb)?;
         }
         if cfg.firmware == Firmware::Uefi {
             if !Path::new(OVMF_CODE).is_file() {
@@ -156,14 +168,15 @@ impl Machine {
         let _ = std::fs::remove_dir_all(&sockets);
         std::fs::create_dir_all(&sockets).map_err(HarnessError::io(format!("create {}", sockets.display())))?;
         let resume = cfg.start_from.is_some();
-        Ok(Machine { cfg, dir, child: None, qmp: None, agent: None, console, started: Instant::now(), sockets, resume })
+        let top = dir.join("overlay.qcow2");
+        Ok(Machine { cfg, dir, child: None, qmp: None, agent: None, console, started: Instant::now(), sockets, resume, top, frozen: Vec::new() })
     }
 
-    /// A copy-on-write overlay of the (never modified) base image.
-    fn create_overlay(disk: &Path, dir: &Path, size_mb: u64) -> Result<(), HarnessError> {
+    /// A copy-on-write overlay of the (never modified) base image or frozen disk state.
+    fn create_overlay_on(backing: &Path, format: &str, dir: &Path, size_mb: u64) -> Result<(), HarnessError> {
         let out = Command::new("qemu-img")
-            .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
-            .arg(disk)
+            .args(["create", "-q", "-f", "qcow2", "-F", format, "-b"])
+            .arg(backing)
             .arg(dir.join("overlay.qcow2"))
             .arg(format!("{size_mb}M"))
             .output()
@@ -263,7 +276,7 @@ impl Machine {
     /// The boot disk's -drive: the overlay, or with `boot_read_errors` the overlay under
     /// blkdebug under raw (raw reports each read to blkdebug with the guest's offset).
     fn boot_drive(&self) -> Result<String, HarnessError> {
-        let overlay = self.dir.join("overlay.qcow2");
+        let overlay = &self.top;
         if self.cfg.boot_read_errors.is_empty() {
             return Ok(format!("file={},format=qcow2,if=none,id=boot,cache=unsafe", overlay.display()));
         }
@@ -457,7 +470,7 @@ impl Machine {
         need("qemu-io", "qemu-utils")?;
         let out = Command::new("qemu-io")
             .args(["-f", "qcow2", "-c", command])
-            .arg(self.dir.join("overlay.qcow2"))
+            .arg(&self.top)
             .output()
             .map_err(HarnessError::io("qemu-io"))?;
         if !out.status.success() || String::from_utf8_lossy(&out.stdout).contains("failed") {
@@ -471,7 +484,7 @@ impl Machine {
         need("qemu-io", "qemu-utils")?;
         let out = Command::new("qemu-io")
             .args(["-f", "qcow2", "-r", "-c", &format!("read -v {offset} {len}")])
-            .arg(self.dir.join("overlay.qcow2"))
+            .arg(&self.top)
             .output()
             .map_err(HarnessError::io("qemu-io"))?;
         if !out.status.success() {
@@ -511,7 +524,9 @@ impl Drop for Machine {
             let _ = c.kill();
             let _ = c.wait();
         }
-        let _ = std::fs::remove_file(self.dir.join("overlay.qcow2"));
+        for f in self.frozen.iter().chain([&self.top, &self.dir.join("overlay.qcow2")]) {
+            let _ = std::fs::remove_file(f);
+        }
         let _ = std::fs::remove_file(self.dir.join("vars.fd"));
         let _ = std::fs::remove_dir_all(&self.sockets);
         if std::thread::panicking() {

@@ -3,29 +3,75 @@
 //! (`-loadvm`) in a few seconds instead of booting through GRUB, stage 1 and every service
 //! (about 40 s under TCG). The copy is a whole node: its own disk overlay, RAM and console;
 //! only the boot id, machine id and clock position are the same in every copy.
+//!
+//! `-loadvm` needs the same devices the snapshot was saved with, so there is one snapshot
+//! per [`Setup`].
 
-use crate::image::test_image;
+use crate::image::{bundle_drive, test_image};
 use crate::machine::BOOT_TIMEOUT;
 use crate::{Firmware, HarnessError, Machine, MachineConfig};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-static READY: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+/// The devices a snapshot's machine has besides the boot disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Setup {
+    /// The default machine config.
+    Plain,
+    /// The update tests': QEMU's user network (the guest reaches the host as 10.0.2.2) and
+    /// the `STICK` bundle attached as a USB stick would be (vdb).
+    Networked,
+}
 
-/// The overlay holding the `ready` snapshot of the test image (booted on first use).
-fn ready_overlay() -> Result<PathBuf, HarnessError> {
-    READY
+/// The bundle a `Networked` node has on its stick.
+pub const STICK: &str = "0.3.0";
+
+static READY: [OnceLock<Result<PathBuf, String>>; 2] = [OnceLock::new(), OnceLock::new()];
+
+impl Setup {
+    fn index(self) -> usize {
+        match self {
+            Setup::Plain => 0,
+            Setup::Networked => 1,
+        }
+    }
+
+    /// The machine config of this setup; the stick's copy goes to `dir`.
+    fn config(self, name: &str, dir: &Path) -> Result<MachineConfig, HarnessError> {
+        let image = test_image()?;
+        let mut cfg = MachineConfig::new(name, &image.disk_path(), Firmware::Bios);
+        if self == Setup::Networked {
+            cfg.network = true;
+            cfg.extra_drives.push(bundle_drive(STICK, dir)?);
+        }
+        Ok(cfg)
+    }
+
+    /// Ready, its agent answering, and (networked) its DHCP address from QEMU's user network.
+    fn wait_ready(self, m: &Machine) -> Result<(), HarnessError> {
+        m.wait_for_ready(BOOT_TIMEOUT)?;
+        m.wait_for_agent(Duration::from_secs(60))?;
+        if self == Setup::Networked {
+            m.wait_until_succeeds("ip -4 addr | grep -q 10.0.2.15", Duration::from_secs(90))?;
+        }
+        Ok(())
+    }
+}
+
+/// The overlay holding the `ready` snapshot of the test image in `setup` (booted on first use).
+fn ready_overlay(setup: Setup) -> Result<PathBuf, HarnessError> {
+    READY[setup.index()]
         .get_or_init(|| {
             // One per test binary: two binaries never share a file another may be rewriting.
             let exe = std::env::current_exe().ok().and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned())).unwrap_or_else(|| "tests".into());
-            let name = format!("ready-snapshot-{}", exe.split('-').next().unwrap_or("tests"));
-            let saved = crate::workspace().join("target/qemu-tests").join(format!("{name}.qcow2"));
+            let suffix = if setup == Setup::Networked { "-networked" } else { "" };
+            let name = format!("ready-snapshot-{}{suffix}", exe.split('-').next().unwrap_or("tests"));
+            let dir = crate::workspace().join("target/qemu-tests");
+            let saved = dir.join(format!("{name}.qcow2"));
             let made = (|| {
-                let image = test_image()?;
-                let mut m = Machine::start(MachineConfig::new(&name, &image.disk_path(), Firmware::Bios))?;
-                m.wait_for_ready(BOOT_TIMEOUT)?;
-                m.wait_for_agent(Duration::from_secs(60))?;
+                let mut m = Machine::start(setup.config(&name, &dir.join(format!("{name}-stick")))?)?;
+                setup.wait_ready(&m)?;
                 m.save_ready_snapshot(&saved)?;
                 Ok::<(), HarnessError>(())
             })();
@@ -38,9 +84,13 @@ fn ready_overlay() -> Result<PathBuf, HarnessError> {
 /// A node resumed from the snapshot, without waiting: its console already holds the boot's
 /// lines up to the ready line, which the caller's `wait_for_ready` finds at once.
 pub fn resume(name: &str) -> Result<Machine, HarnessError> {
-    let saved = ready_overlay()?;
-    let image = test_image()?;
-    let mut cfg = MachineConfig::new(name, &image.disk_path(), Firmware::Bios);
+    resume_in(Setup::Plain, name, Path::new(""))
+}
+
+/// A node of `setup` resumed from its snapshot (a networked one's stick copied into `dir`).
+pub fn resume_in(setup: Setup, name: &str, dir: &Path) -> Result<Machine, HarnessError> {
+    let saved = ready_overlay(setup)?;
+    let mut cfg = setup.config(name, dir)?;
     cfg.start_from = Some(saved);
     Machine::start(cfg)
 }
@@ -50,7 +100,6 @@ pub fn resume(name: &str) -> Result<Machine, HarnessError> {
 /// boot of its own boots with `Machine::start` instead.
 pub fn ready_machine(name: &str) -> Result<Machine, HarnessError> {
     let m = resume(name)?;
-    m.wait_for_ready(BOOT_TIMEOUT)?;
-    m.wait_for_agent(Duration::from_secs(60))?;
+    Setup::Plain.wait_ready(&m)?;
     Ok(m)
 }

@@ -3,10 +3,12 @@
 //! repository) with bundles attached as read-only drives, as a USB stick would be.
 
 use cairn_qemu_tests::http::Server;
-use cairn_qemu_tests::image::{bundle_drive, publish, test_image};
+use cairn_qemu_tests::image::publish;
+use cairn_qemu_tests::snapshot::{self, Setup};
 use cairn_qemu_tests::machine::BOOT_TIMEOUT;
-use cairn_qemu_tests::{Firmware, HarnessError, Machine, MachineConfig};
-use std::time::Duration;
+use cairn_qemu_tests::power_cut::{self, Cut, Phase};
+use cairn_qemu_tests::{HarnessError, Machine};
+use std::time::{Duration, Instant};
 
 type R = Result<(), HarnessError>;
 
@@ -61,8 +63,9 @@ fn edit_esp(m: &Machine, edit: &str) -> Result<String, HarnessError> {
 #[test]
 fn an_unsigned_or_tampered_slot_cfg_is_refused_by_stage_1() -> R {
     let name = "an_unsigned_or_tampered_slot_cfg_is_refused_by_stage_1";
-    let image = test_image()?;
-    let m = Machine::start(MachineConfig::new(name, &image.disk_path(), Firmware::Bios))?;
+    let work = std::env::temp_dir().join(format!("cairn-{name}"));
+    // The update tests' snapshot (its network and stick unused here): no first boot of its own.
+    let m = snapshot::resume_in(Setup::Networked, name, &work)?;
     let ready = m.wait_for_ready(BOOT_TIMEOUT)?;
     assert_eq!(ready.slot, "a");
     assert!(m.console_log().contains("stage 1: slot a is signed (version 0.1.0"), "the image build did not sign slot a");
@@ -94,11 +97,13 @@ fn an_unsigned_or_tampered_slot_cfg_is_refused_by_stage_1() -> R {
     assert!(line.contains("FATAL slot b") && line.contains("manifest.sig is missing"), "{line}");
     // Both slots are refused now (this test's doing); nothing more to boot.
     drop(m);
+    let _ = std::fs::remove_dir_all(&work);
     Ok(())
 }
 
-/// A node on QEMU's user network and a repository on the host with `versions` published,
-/// served by a plain HTTP server: the node booted slot a (0.1.0) and has its address.
+/// A node on QEMU's user network with the 0.3.0 bundle on a USB stick (vdb), and a
+/// repository on the host with `versions` published, served by a plain HTTP server: the
+/// node is at ready in slot a (0.1.0), resumed from the networked snapshot.
 struct Networked {
     work: std::path::PathBuf,
     server: Server,
@@ -107,25 +112,16 @@ struct Networked {
     m: Machine,
 }
 
-/// `sticks`: bundles attached as USB sticks (vdb, vdc, ...).
-fn networked(name: &str, versions: &[&str], sticks: &[&str]) -> Result<Networked, HarnessError> {
-    let image = test_image()?;
+fn networked(name: &str, versions: &[&str]) -> Result<Networked, HarnessError> {
     let work = std::env::temp_dir().join(format!("cairn-{name}"));
     let repo = work.join("repo");
     let _ = std::fs::remove_dir_all(&work);
     publish(&repo, versions)?;
     let server = Server::start(&repo).map_err(HarnessError::io("start the HTTP server"))?;
     let url = server.guest_url();
-    let mut cfg = MachineConfig::new(name, &image.disk_path(), Firmware::Bios);
-    cfg.network = true;
-    for v in sticks {
-        cfg.extra_drives.push(bundle_drive(v, &work)?);
-    }
-    let m = Machine::start(cfg)?;
+    let m = snapshot::resume_in(Setup::Networked, name, &work)?;
     assert_eq!(m.wait_for_ready(BOOT_TIMEOUT)?.slot, "a");
     m.wait_for_agent(Duration::from_secs(60))?;
-    // DHCP on QEMU's user network gives 10.0.2.15.
-    m.wait_until_succeeds("ip -4 addr | grep -q 10.0.2.15", Duration::from_secs(90))?;
     Ok(Networked { work, server, url, m })
 }
 
@@ -141,7 +137,7 @@ impl Drop for Networked {
 /// from a USB stick, back into slot a.
 #[test]
 fn version_n_updates_to_n_plus_1_over_http_resuming_a_dropped_download_and_n_plus_2_from_a_usb_stick_lands_back_in_slot_a() -> R {
-    let n = networked("update_over_http", &["0.2.0"], &["0.3.0"])?;
+    let n = networked("update_over_http", &["0.2.0"])?;
     let (m, server, url) = (&n.m, &n.server, &n.url);
     let (root_a, root_b) = (partition(m, "root-a")?, partition(m, "root-b")?);
     assert_root_on(m, &root_a, &root_b);
@@ -206,10 +202,11 @@ fn version_n_updates_to_n_plus_1_over_http_resuming_a_dropped_download_and_n_plu
 /// the previous slot, the reason shows in `cairnctl update status`, and the repository does
 /// not install that version again. (The gate is the operator's, from /data: here it waits
 /// for a service that never becomes ready, with a short deadline.) Then a new slot whose
-/// kernel panics falls back the same way, its failure recorded by the slot that booted.
+/// kernel panics falls back the same way after its three tries, its failure recorded by the
+/// slot that booted; and one whose root fails dm-verity is refused by stage 1 at once.
 #[test]
-fn a_new_slot_that_fails_its_health_gate_or_panics_falls_back_and_is_not_installed_again() -> R {
-    let n = networked("update_gate_fails", &["0.2.0"], &["0.3.0"])?;
+fn a_new_slot_that_fails_its_health_gate_panics_or_fails_verity_falls_back_and_is_not_installed_again() -> R {
+    let n = networked("update_gate_fails", &["0.2.0"])?;
     let (m, url) = (&n.m, &n.url);
     let (code, out) = m.execute(&format!("cairnctl update install --repo {url} 2>&1"), INSTALL_TIMEOUT)?;
     assert_eq!(code, 0, "install failed:\n{out}");
@@ -235,14 +232,21 @@ fn a_new_slot_that_fails_its_health_gate_or_panics_falls_back_and_is_not_install
     assert!(code != 0 && out.contains("0.2.0 failed its trial here"), "{out}");
 
     // A slot that dies without a word: 0.3.0 from a USB stick, its initramfs damaged on the
-    // ESP after the install, so its kernel panics. GRUB set its TRY before booting it; the
-    // panic reboots (panic=10) into slot a, which ends the trial with grubenv's reason.
+    // ESP after the install, so its kernel panics. GRUB counts a try before each boot of it
+    // (a panic might have been a power cut); after the third, the panic reboots (panic=10)
+    // into slot a, which ends the trial with grubenv's reason.
     m.succeed("rm /data/cairn/update/gate.toml")?;
     let (code, out) = install(m, "vdb")?;
     assert!(code == 0 && out.contains("installed 0.3.0 into slot b"), "{out}");
+    assert_eq!(slot(&status(m)?, "b")["tries_left"], 3, "a new slot gets three tries");
     edit_esp(m, "head -c 65536 /dev/urandom > b/initrd")?;
     m.succeed("cairnctl update reboot")?;
-    m.wait_for_console_text("Kernel panic", BOOT_TIMEOUT)?;
+    for n in 1..=3 {
+        let line = m.wait_for_console_text("cairn: slot b is on trial:", BOOT_TIMEOUT)?;
+        let expected = if n < 3 { format!("try {n} of 3") } else { "its last try".to_owned() };
+        assert!(line.contains(&expected), "boot {n} of the panicking slot: {line}");
+        m.wait_for_console_text("Kernel panic", BOOT_TIMEOUT)?;
+    }
     let ready = m.wait_for_ready(BOOT_TIMEOUT)?;
     assert_eq!((ready.slot.as_str(), ready.version.as_str()), ("a", "0.1.0"), "the panicking slot fell back to the previous one");
     m.wait_for_agent(Duration::from_secs(60))?;
@@ -251,5 +255,98 @@ fn a_new_slot_that_fails_its_health_gate_or_panics_falls_back_and_is_not_install
     assert_eq!((failure["version"].as_str(), failure["slot"].as_str()), (Some("0.3.0"), Some("b")), "{st}");
     assert!(failure["reason"].as_str().is_some_and(|r| r.contains("never reached its health gate")), "{st}");
     assert_eq!((st["next_boot"].as_str(), slot(&st, "b")["bootable"].as_bool()), (Some("a"), Some(false)), "{st}");
+
+    // A slot whose root no longer matches its signed root hash (a block of root-b changed
+    // after the install: a failing disk or someone with the disk): dm-verity refuses it in
+    // stage 1, and the node falls back at once, without spending the other tries.
+    let (code, out) = install(m, "vdb")?;
+    assert!(code == 0 && out.contains("installed 0.3.0 into slot b"), "by hand, a failed version installs again:\n{out}");
+    let root_b = partition(m, "root-b")?;
+    m.succeed(&format!("head -c 4096 /dev/urandom | dd of=/dev/{root_b} bs=4096 count=1 conv=fsync 2>&1"))?;
+    let before = m.console_log().len();
+    m.succeed("cairnctl update reboot")?;
+    let line = m.wait_for_console_text("FATAL slot b", BOOT_TIMEOUT)?;
+    assert!(line.contains("does not mount") && line.contains("verity"), "{line}");
+    let ready = m.wait_for_ready(BOOT_TIMEOUT)?;
+    assert_eq!((ready.slot.as_str(), ready.version.as_str()), ("a", "0.1.0"), "the corrupt slot fell back to the previous one");
+    let booted_b = m.console_log()[before..].matches("cairn: booting slot b").count();
+    assert_eq!(booted_b, 1, "the refused slot was booted once, not once per try");
+    m.wait_for_agent(Duration::from_secs(60))?;
+    let st = status(m)?;
+    let failure = &st["last_failure"];
+    assert_eq!(failure["version"].as_str(), Some("0.3.0"), "{st}");
+    assert!(failure["reason"].as_str().is_some_and(|r| r.contains("refused at boot")), "{st}");
+    assert_eq!((st["next_boot"].as_str(), slot(&st, "b")["bootable"].as_bool()), (Some("a"), Some(false)), "{st}");
+    Ok(())
+}
+
+/// Issue 9's power-cut table. One update over HTTP is held at each of its checkpoints
+/// (`CAIRN_UPDATE_PAUSE`: the slot marked bad, each fifth of the stream, the read-back, each
+/// ESP write, the grubenv flip) and at each step of the new slot's first boot until it is
+/// committed, and the disk is frozen there (QEMU's blockdev-snapshot-sync). Each frozen
+/// state then boots on a machine of its own, as if the power had been cut at that instant:
+/// every restart must boot a whole, verified slot, the old one before the flip and the new
+/// one after it, and never try a half-written one.
+#[test]
+fn a_power_cut_at_any_of_22_points_of_an_update_restarts_into_a_whole_verified_slot() -> R {
+    const NAME: &str = "update_power_cuts";
+    let mut n = networked(NAME, &["0.2.0"])?;
+    let url = n.url.clone();
+    let m = &mut n.m;
+    let mut cuts: Vec<Cut> = Vec::new();
+    m.succeed(&format!("mkdir -p /run/pause && (CAIRN_UPDATE_PAUSE=/run/pause cairnctl update install --repo {url} > /run/pause/log 2>&1; echo $? > /run/pause/rc) < /dev/null > /dev/null 2>&1 &"))?;
+    let deadline = Instant::now() + INSTALL_TIMEOUT;
+    loop {
+        let out = m.succeed("for f in paused rc; do [ -e /run/pause/$f ] && echo \"$f $(cat /run/pause/$f)\"; done; true")?;
+        if let Some(rc) = out.lines().find_map(|l| l.strip_prefix("rc ")) {
+            let log = m.succeed("cat /run/pause/log")?;
+            assert_eq!(rc.trim(), "0", "the install failed:\n{log}");
+            break;
+        }
+        if let Some(paused) = out.lines().find_map(|l| l.strip_prefix("paused ")) {
+            let at = paused.split_once(' ').map_or(paused, |(_, label)| label).trim().to_owned();
+            let phase = if at == "flipped" { Phase::Flipped } else { Phase::Install };
+            let state = m.freeze_disk(&format!("{:02}", cuts.len() + 1))?;
+            cuts.push(Cut { at, phase, state });
+            m.succeed("rm /run/pause/paused")?;
+            continue;
+        }
+        assert!(Instant::now() < deadline, "the install did not finish within {INSTALL_TIMEOUT:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let labels: Vec<&str> = cuts.iter().map(|c| c.at.as_str()).collect();
+    assert_eq!(labels.first().copied(), Some("stream 0%"), "the first checkpoint is the slot marked bad, nothing written: {labels:?}");
+    assert!(labels.ends_with(&["before grubenv flip", "flipped"]), "{labels:?}");
+
+    // The reboot into the new slot, frozen just after each of these console lines.
+    m.mark_console();
+    m.succeed("cairnctl update reboot")?;
+    for (needle, at, phase) in [
+        ("rebooting: stopping services", "the reboot: services stopping", Phase::Flipped),
+        ("cairn: booting slot b", "GRUB booting b (TRY counted)", Phase::FirstBoot),
+        ("stage 1: slot b is signed", "stage 1: b's signature", Phase::FirstBoot),
+        ("starting stage 2", "stage 2 starting", Phase::FirstBoot),
+        ("service docker: started", "services starting", Phase::FirstBoot),
+        ("slot b marked good", "b committed", Phase::Committed),
+    ] {
+        m.wait_for_console_text(needle, BOOT_TIMEOUT)?;
+        let state = m.freeze_disk(&format!("{:02}", cuts.len() + 1))?;
+        cuts.push(Cut { at: at.to_owned(), phase, state });
+    }
+    let ready = m.wait_for_ready(BOOT_TIMEOUT)?;
+    assert_eq!((ready.slot.as_str(), ready.version.as_str()), ("b", "0.2.0"));
+    m.shutdown(Duration::from_secs(120))?;
+
+    let mut rows = Vec::new();
+    for (i, cut) in cuts.iter().enumerate() {
+        let r = power_cut::restart(&format!("{NAME}-{:02}", i + 1), cut)?;
+        let (slot, version) = if cut.phase == Phase::Install { ("a", "0.1.0") } else { ("b", "0.2.0") };
+        let ok = r.passes(slot, version);
+        rows.push((cut.clone(), r, ok));
+    }
+    let table = power_cut::table(&rows);
+    println!("power cuts during an update from 0.1.0 (slot a) to 0.2.0 (slot b), each restarted from the disk as it stood:\n{table}");
+    assert!(rows.len() >= 22, "{} cut points:\n{table}", rows.len());
+    assert!(rows.iter().all(|(_, _, ok)| *ok), "a restart did not boot the whole slot expected:\n{table}");
     Ok(())
 }

@@ -11,11 +11,14 @@
 //! rather than "no slot is good".
 //!
 //! Per slot X: `X_OK` (bootable), `X_TRIAL` (written by an update and not yet committed),
-//! `X_TRY` (GRUB sets it before booting a slot on trial; the commit clears it, so a trial
-//! that dies without a word is skipped next time), `X_FAILS` (failed boots in a row that
-//! left a record). A committed slot never gets TRY from GRUB: a power cut during its boot
-//! leaves nothing behind and the same slot boots again; only recorded failures count
-//! against it, up to [`BOOT_ATTEMPTS`].
+//! `X_LEFT` (the tries a slot on trial has left: GRUB counts one down before each boot of
+//! it, [`TRIAL_TRIES`] in all), `X_TRY` (GRUB sets it before the last try; the commit clears
+//! it, so a trial that keeps dying without a word, a kernel panic or a power cut, is skipped
+//! after its last try, and one power cut in a first boot does not throw the update away),
+//! `X_FAILS` (failed boots in a row that left a record; a slot on trial with a record falls
+//! back at once: it failed, it was not cut off). A committed slot never gets TRY from GRUB:
+//! a power cut during its boot leaves nothing behind and the same slot boots again; only
+//! recorded failures count against it, up to [`BOOT_ATTEMPTS`].
 
 use crate::slot::Slot;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -24,6 +27,8 @@ use std::path::Path;
 pub const GRUBENV_SIZE: usize = 1024;
 /// Failed boots in a row (each with a record) after which GRUB is sent to the other slot.
 pub const BOOT_ATTEMPTS: u32 = 3;
+/// Boots a new slot gets to reach its health gate (GRUB counts them in `X_LEFT`).
+pub const TRIAL_TRIES: u32 = 3;
 /// Uptime past ready after which a slot's failed boots are forgotten.
 pub const STABLE_AFTER_S: u64 = 600;
 
@@ -176,6 +181,7 @@ impl GrubEnv {
         self.put(s, "OK", true);
         self.put(s, "TRY", false);
         self.put(s, "TRIAL", false);
+        let _ = self.set(&format!("{}_LEFT", s.letter()), "0");
     }
     /// The slot must not boot: OK=0, TRY=0.
     pub fn mark_bad(&mut self, s: Slot) {
@@ -190,7 +196,17 @@ impl GrubEnv {
         self.put(s, "OK", true);
         self.put(s, "TRY", false);
         self.put(s, "TRIAL", true);
+        let _ = self.set(&format!("{}_LEFT", s.letter()), &TRIAL_TRIES.to_string());
         self.mark_stable(s);
+    }
+
+    /// The boots a slot on trial has left before GRUB gives up on it (0 once it is on its
+    /// last, or committed).
+    pub fn tries_left(&self, s: Slot) -> u32 {
+        if self.is_trying(s) || !self.is_on_trial(s) {
+            return 0;
+        }
+        self.get(&format!("{}_LEFT", s.letter())).and_then(|v| v.parse().ok()).unwrap_or(0)
     }
 
     /// Failed boots of `s` in a row that left a record (`X_FAILS`).
@@ -206,8 +222,9 @@ impl GrubEnv {
     /// if `s` was committed long ago (a slot that fails after marking itself good would
     /// otherwise be booted forever). Below it, `retry` (stage 1: the slot never got to show
     /// anything, and a slow disk must not flip the node to its older slot) clears TRY so
-    /// GRUB tries `s` again; otherwise TRY stays as GRUB left it: a slot still on trial falls
-    /// back at once, a committed one (GRUB never set its TRY) boots again.
+    /// GRUB tries `s` again; otherwise a slot still on trial falls back at once (TRY set: its
+    /// tries are for power cuts and silent deaths, not for a failure it reported), and a
+    /// committed one (GRUB never set its TRY) boots again.
     pub fn record_failed_boot(&mut self, s: Slot, retry: bool) -> AfterFailure {
         let failures = self.failures(s).saturating_add(1);
         let _ = self.set(&format!("{}_FAILS", s.letter()), &failures.to_string());
@@ -217,6 +234,8 @@ impl GrubEnv {
         }
         if retry {
             self.put(s, "TRY", false);
+        } else if self.is_on_trial(s) {
+            self.put(s, "TRY", true);
         }
         AfterFailure::Counted { failures, next: self.next_boot() }
     }
@@ -466,6 +485,60 @@ mod tests {
         assert_eq!(e.failures(Slot::B), 0);
         e.mark_good(Slot::B);
         assert!(!e.is_on_trial(Slot::B), "mark-good commits");
+    }
+
+    /// GRUB's side of a boot, as grub.cfg does it (`image::esp::grub_cfg`): the first slot
+    /// in ORDER with OK and no TRY; a slot on trial has a try counted down first.
+    fn grub_boots(e: &mut GrubEnv) -> Option<Slot> {
+        let s = e.next_boot()?;
+        if e.is_on_trial(s) {
+            let left = e.get(&format!("{}_LEFT", s.letter())).and_then(|v| v.parse::<u32>().ok()).unwrap_or(0);
+            if left >= 2 {
+                let _ = e.set(&format!("{}_LEFT", s.letter()), &(left - 1).to_string());
+            } else {
+                let _ = e.set(&format!("{}_LEFT", s.letter()), "0");
+                e.put(s, "TRY", true);
+            }
+        }
+        Some(s)
+    }
+
+    #[test]
+    fn a_new_slot_survives_two_silent_deaths_and_falls_back_after_its_third() {
+        let mut e = GrubEnv::new_ab();
+        e.set_primary(Slot::B);
+        assert_eq!(e.tries_left(Slot::B), TRIAL_TRIES);
+        // Two power cuts (or panics) in its first boots: nothing recorded, b again.
+        for left in (1..TRIAL_TRIES).rev() {
+            assert_eq!(grub_boots(&mut e), Some(Slot::B));
+            assert_eq!(e.tries_left(Slot::B), left);
+        }
+        assert_eq!(grub_boots(&mut e), Some(Slot::B), "the third try");
+        assert_eq!(e.tries_left(Slot::B), 0);
+        assert_eq!(grub_boots(&mut e), Some(Slot::A), "after three silent deaths, the old slot");
+        assert_eq!(e.end_failed_trial(Slot::A), Some(TrialEnd::NeverCommitted));
+
+        // Committed on its second try: no tries left to count, no TRY ever again.
+        let mut e = GrubEnv::new_ab();
+        e.set_primary(Slot::B);
+        grub_boots(&mut e);
+        grub_boots(&mut e);
+        e.mark_good(Slot::B);
+        assert_eq!((e.tries_left(Slot::B), e.is_trying(Slot::B), e.is_on_trial(Slot::B)), (0, false, false));
+        for _ in 0..5 {
+            assert_eq!(grub_boots(&mut e), Some(Slot::B));
+        }
+    }
+
+    #[test]
+    fn a_new_slot_that_records_a_failure_falls_back_at_once_with_tries_left() {
+        let mut e = GrubEnv::new_ab();
+        e.set_primary(Slot::B);
+        assert_eq!(grub_boots(&mut e), Some(Slot::B));
+        assert!(e.tries_left(Slot::B) > 0);
+        // Its health gate failed (or PID 1 died, or the stall monitor fired): a record.
+        assert_eq!(e.record_failed_boot(Slot::B, false), AfterFailure::Counted { failures: 1, next: Some(Slot::A) });
+        assert_eq!(grub_boots(&mut e), Some(Slot::A));
     }
 
     fn pair_dir(tag: &str) -> std::path::PathBuf {

@@ -11,6 +11,7 @@
 //! - [`bundle`]: the update bundle, its signed manifest and its reader;
 //! - [`install`]: the install engine, a bundle into the other slot;
 //! - [`slot_trust`]: what stage 1 checks before it trusts a slot's root hash;
+//! - [`rollout`]: rollout waves and poll jitter; [`reboot`]: when an update reboots;
 //! - [`download`] (feature `http`): TUF metadata and bundles over HTTP(S), resumed after a drop.
 
 pub mod bundle;
@@ -20,6 +21,8 @@ pub mod gpt;
 pub mod install;
 pub mod grubenv;
 pub mod keys;
+pub mod reboot;
+pub mod rollout;
 pub mod slot;
 pub mod slot_trust;
 pub mod tuf;

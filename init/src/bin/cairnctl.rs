@@ -282,7 +282,11 @@ fn update(words: &[&str], json: bool, repo_flag: Option<String>, api: impl Fn() 
             let started = std::time::Instant::now();
             let mut bar = Bar::new(json);
             let mut resumed = Vec::new();
-            let (slot, m) = update::install_from(&sys, &source, &mut |p| bar.show(p), &mut |e| {
+            let mut checkpoints = cairn_init::checkpoint::Checkpoints::from_env();
+            let (slot, m) = update::install_from(&sys, &source, &mut |p| {
+                bar.show(p);
+                checkpoints.at(&p);
+            }, &mut |e| {
                 let cairn_updater::download::Event::Resumed { offset, after } = e;
                 eprintln!("download resumed at byte {offset} (after: {after})");
                 resumed.push(offset);
@@ -301,10 +305,10 @@ fn update(words: &[&str], json: bool, repo_flag: Option<String>, api: impl Fn() 
             if json {
                 print_json(&st);
             } else {
-                println!("{:<5} {:<8} {:<10} {:<9} {:<9} {:>6}  SIGNATURE", "SLOT", "RUNNING", "VERSION", "BOOTABLE", "ON TRIAL", "FAILS");
+                println!("{:<5} {:<8} {:<10} {:<9} {:<12} {:>6}  SIGNATURE", "SLOT", "RUNNING", "VERSION", "BOOTABLE", "ON TRIAL", "FAILS");
                 for s in &st.slots {
                     let yes = |b: bool| if b { "yes" } else { "no" };
-                    println!("{:<5} {:<8} {:<10} {:<9} {:<9} {:>6}  {}", s.slot, yes(s.running), s.version.as_deref().unwrap_or("-"), yes(s.bootable), yes(s.on_trial), s.failed_boots, s.signature);
+                    println!("{:<5} {:<8} {:<10} {:<9} {:<12} {:>6}  {}", s.slot, yes(s.running), s.version.as_deref().unwrap_or("-"), yes(s.bootable), if s.on_trial { format!("yes ({} left)", s.tries_left) } else { "no".into() }, s.failed_boots, s.signature);
                 }
                 println!("next boot: slot {}", st.next_boot.as_deref().unwrap_or("none"));
                 if let Some(f) = &st.last_failure {
@@ -325,42 +329,53 @@ fn update(words: &[&str], json: bool, repo_flag: Option<String>, api: impl Fn() 
     Ok(())
 }
 
-/// Install progress: a bar redrawn in place on a terminal, a line per tenth otherwise
-/// (logs, serial consoles), nothing with --json.
+/// Install progress on stderr: a bar redrawn in place on a terminal, a line per tenth
+/// otherwise (logs, serial consoles), a JSON object per tenth with --json (stdout keeps the
+/// one result object).
 struct Bar {
-    quiet: bool,
+    json: bool,
     tty: bool,
     started: std::time::Instant,
     last_tenth: Option<(cairn_updater::install::Stage, u64)>,
 }
 
 impl Bar {
-    fn new(quiet: bool) -> Bar {
+    fn new(json: bool) -> Bar {
         use std::io::IsTerminal;
-        Bar { quiet, tty: std::io::stderr().is_terminal(), started: std::time::Instant::now(), last_tenth: None }
+        Bar { json, tty: std::io::stderr().is_terminal() && !json, started: std::time::Instant::now(), last_tenth: None }
     }
 
     fn show(&mut self, p: cairn_updater::install::Progress) {
-        if self.quiet || p.total == 0 {
+        if p.total == 0 {
             return;
         }
         let secs = self.started.elapsed().as_secs_f64().max(0.001);
         let rate = p.done as f64 / secs / 1_048_576.0;
         let eta = if p.done > 0 { (p.total - p.done.min(p.total)) as f64 * secs / p.done as f64 } else { 0.0 };
         let pct = p.done * 100 / p.total;
-        let stage = format!("{:?}", p.stage).to_lowercase();
-        let line = format!("{stage:<12} {:>4} / {} MiB  {pct:>3}%  {rate:.1} MiB/s  ETA {eta:.0} s", p.done >> 20, p.total >> 20);
         if self.tty {
+            let stage = format!("{:?}", p.stage).to_lowercase();
+            let line = format!("{stage:<12} {:>4} / {} MiB  {pct:>3}%  {rate:.1} MiB/s  ETA {eta:.0} s", p.done >> 20, p.total >> 20);
             let filled = usize::try_from(pct / 5).unwrap_or(0);
             eprint!("\r[{}{}] {line}  ", "#".repeat(filled), " ".repeat(20 - filled.min(20)));
-        } else if self.last_tenth != Some((p.stage, pct / 10)) {
-            self.last_tenth = Some((p.stage, pct / 10));
-            eprintln!("{line}");
+            return;
+        }
+        if self.last_tenth == Some((p.stage, pct / 10)) && p.step.is_none() {
+            return;
+        }
+        self.last_tenth = Some((p.stage, pct / 10));
+        if self.json {
+            eprintln!("{}", serde_json::json!({"progress": p, "rate_mib_s": (rate * 10.0).round() / 10.0, "eta_s": eta.round()}));
+        } else if let Some(step) = p.step {
+            eprintln!("committing: {step}");
+        } else {
+            let stage = format!("{:?}", p.stage).to_lowercase();
+            eprintln!("{stage:<12} {:>4} / {} MiB  {pct:>3}%  {rate:.1} MiB/s  ETA {eta:.0} s", p.done >> 20, p.total >> 20);
         }
     }
 
     fn end(&self) {
-        if self.tty && !self.quiet {
+        if self.tty {
             eprintln!();
         }
     }

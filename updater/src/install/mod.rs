@@ -65,12 +65,45 @@ pub enum Stage {
     Done,
 }
 
+/// What the commit is about to do: each is reported before it starts, so a progress reader
+/// knows exactly which writes have been made (the power-cut test stops the node at each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Step {
+    /// Renaming `X/vmlinuz.new` over `X/vmlinuz`.
+    Kernel,
+    Initrd,
+    SlotCfg,
+    /// The newer TUF roots into `X/roots/`.
+    Roots,
+    /// The signed manifest and its signatures.
+    Manifest,
+    /// The one grubenv write that makes the slot bootable.
+    Flip,
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Step::Kernel => "kernel",
+            Step::Initrd => "initrd",
+            Step::SlotCfg => "slot.cfg",
+            Step::Roots => "roots",
+            Step::Manifest => "manifest",
+            Step::Flip => "grubenv flip",
+        })
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Progress {
     pub stage: Stage,
     /// Payload bytes written (or read back) so far, of `total`.
     pub done: u64,
     pub total: u64,
+    /// While committing: the step about to start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<Step>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -118,35 +151,39 @@ pub fn install(bundle: impl Read, trust: &Trust, policy: &Policy, running: Slot,
         let Some(p) = manifest.payload(kind) else { continue };
         let sha = read_back(path, p.size, &mut |n| {
             done += n;
-            progress(Progress { stage: Stage::ReadingBack, done, total });
+            progress(Progress { stage: Stage::ReadingBack, done, total, step: None });
         })?;
         if sha != p.sha256 {
             return Err(InstallError::ReadBack { kind, path: path.clone() });
         }
     }
 
-    progress(Progress { stage: Stage::Committing, done: total, total });
+    let mut step = |s: Step| progress(Progress { stage: Stage::Committing, done: total, total, step: Some(s) });
     let dir = target.slot_dir();
-    for kind in [PayloadKind::Vmlinuz, PayloadKind::Initrd] {
-        let (new, path) = (dir.join(format!("{}.new", kind.entry())), dir.join(kind.entry()));
-        std::fs::rename(&new, &path).map_err(io("cannot rename", &new))?;
+    for (kind, s) in [(PayloadKind::Vmlinuz, Step::Kernel), (PayloadKind::Initrd, Step::Initrd)] {
+        step(s);
+        rename_durably(&dir.join(format!("{}.new", kind.entry())), &dir.join(kind.entry()))?;
     }
+    step(Step::SlotCfg);
     put(&dir, "slot.cfg", format!("set cairn_roothash={}\n", manifest.verity.root_hash).as_bytes())?;
+    step(Step::Roots);
     let roots = dir.join(crate::slot_trust::ROOTS_DIR);
     std::fs::create_dir_all(&roots).map_err(io("cannot create", &roots))?;
     for (version, raw) in &target.roots {
         put(&roots, &format!("{version}.root.json"), raw)?;
     }
     sync_dir(&roots)?;
+    step(Step::Manifest);
     put(&dir, ESP_MANIFEST, &signed.manifest)?;
     put(&dir, ESP_SIGNATURES, &signed.signatures)?;
     sync_dir(&dir)?;
 
     // The one write that makes the new slot bootable.
+    step(Step::Flip);
     let mut env = grubenv::read_pair(&target.grub_dir()).env;
     env.set_primary(target.slot);
     grubenv::write_pair(&target.grub_dir(), &env)?;
-    progress(Progress { stage: Stage::Done, done: total, total });
+    progress(Progress { stage: Stage::Done, done: total, total, step: None });
     Ok(manifest)
 }
 
@@ -155,7 +192,19 @@ fn put(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), InstallError> {
     let tmp = dir.join(format!("{name}.new"));
     let mut f = std::fs::File::create(&tmp).map_err(io("cannot create", &tmp))?;
     f.write_all(bytes).and_then(|()| f.sync_all()).map_err(io("cannot write", &tmp))?;
-    std::fs::rename(&tmp, dir.join(name)).map_err(io("cannot rename", &tmp))
+    rename_durably(&tmp, &dir.join(name))
+}
+
+/// Renames `from` (written and synced) over `to` on the ESP and makes the rename durable.
+/// FAT keeps a file's first cluster in its directory entry, and Linux's vfat writes the
+/// entry a rename gave the file only when the file's inode is written back, which an fsync
+/// of the directory does not do. Until then the entry on disk still names the replaced
+/// file's clusters, which the rename freed: a power cut in the next half minute left GRUB
+/// reading "invalid cluster 0" for the new kernel and stopping at its prompt (the update
+/// power-cut test found it). So the file is synced again under its new name.
+fn rename_durably(from: &Path, to: &Path) -> Result<(), InstallError> {
+    std::fs::rename(from, to).map_err(io("cannot rename", from))?;
+    std::fs::File::open(to).and_then(|f| f.sync_all()).map_err(io("cannot sync", to))
 }
 
 fn sync_dir(dir: &Path) -> Result<(), InstallError> {

@@ -78,6 +78,8 @@ impl Sink for SlotWriter<'_> {
         env.mark_bad(self.target.slot);
         grubenv::write_pair(&grub, &env).map_err(|e| BundleError::Sink { kind: PayloadKind::Root, source: io::Error::other(self.fail(e.into())) })?;
         self.signed = Some(signed.clone());
+        // Marked bad, nothing written yet.
+        (self.progress)(Progress { stage: Stage::Writing, done: 0, total: self.total, step: None });
         Ok(())
     }
 
@@ -123,7 +125,7 @@ impl Read for Counted<'_, '_> {
         let before = *self.done >> 20;
         *self.done += n as u64;
         if *self.done >> 20 != before || *self.done == self.total {
-            (self.progress)(Progress { stage: Stage::Writing, done: *self.done, total: self.total });
+            (self.progress)(Progress { stage: Stage::Writing, done: *self.done, total: self.total, step: None });
         }
         Ok(n)
     }

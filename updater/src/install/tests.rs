@@ -126,6 +126,12 @@ fn a_good_bundle_lands_in_the_other_slot_and_is_booted_next_on_trial() {
     let stages: Vec<Stage> = seen.iter().map(|p| p.stage).collect();
     assert!(stages.windows(2).all(|w| w[0] as u8 <= w[1] as u8), "{stages:?}");
     assert_eq!(seen.last().map(|p| (p.stage, p.done == p.total)), Some((Stage::Done, true)));
+    // The first event comes once the slot is marked bad, before a byte of it is written.
+    assert_eq!(seen.first().map(|p| (p.stage, p.done)), Some((Stage::Writing, 0)));
+    // Each commit step is announced before it starts, in the order that keeps a power cut
+    // harmless: the grubenv flip last.
+    let steps: Vec<Step> = seen.iter().filter_map(|p| p.step).collect();
+    assert_eq!(steps, [Step::Kernel, Step::Initrd, Step::SlotCfg, Step::Roots, Step::Manifest, Step::Flip]);
 }
 
 #[test]
