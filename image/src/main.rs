@@ -109,6 +109,11 @@ enum Cmd {
         /// Only re-sign the timestamp with a new expiry (run it at least weekly).
         #[arg(long)]
         refresh: bool,
+        /// Roll the bundles out in waves from now: PERCENT@HOURSh, comma-separated, rising to
+        /// 100 (e.g. 5@0h,50@24h,100@48h: 5% of nodes at once, half after a day, all after
+        /// two). Each node draws its place once. Default: every node at once.
+        #[arg(long)]
+        rollout: Option<String>,
         /// Bundles to add.
         bundles: Vec<PathBuf>,
     },
@@ -228,11 +233,15 @@ fn run(cli: &Cli) -> Result<()> {
             let bytes = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
             println!("{}: {} for {:?}, {bytes} bytes", out.display(), m.version, m.compatible);
         }
-        Cmd::Publish { repo, keys, refresh, bundles } => {
+        Cmd::Publish { repo, keys, refresh, rollout, bundles } => {
             if bundles.is_empty() && !refresh {
                 bail!("nothing to publish: give bundle files, or --refresh to re-sign the timestamp");
             }
-            for name in release::publish(repo, keys, bundles, *refresh)? {
+            let rollout = match rollout {
+                Some(spec) => Some(cairn_updater::rollout::Rollout::parse(spec, cairn_updater::tuf::time::now())?),
+                None => None,
+            };
+            for name in release::publish(repo, keys, bundles, *refresh, rollout.as_ref())? {
                 println!("published {name}");
             }
         }

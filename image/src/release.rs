@@ -189,7 +189,7 @@ pub fn verify_bundle(file: &Path, root: &Path, image: Option<&Path>) -> Result<M
 
 /// `publish`: adds bundles to the repository (creating it on first use), or only re-signs the
 /// timestamp.
-pub fn publish(repo: &Path, keys: &Path, bundles: &[PathBuf], refresh: bool) -> Result<Vec<String>> {
+pub fn publish(repo: &Path, keys: &Path, bundles: &[PathBuf], refresh: bool, rollout: Option<&cairn_updater::rollout::Rollout>) -> Result<Vec<String>> {
     let keys = load_keys(keys)?;
     let r = Repository::open(repo);
     if !repo.join("metadata/1.root.json").exists() {
@@ -211,7 +211,10 @@ pub fn publish(repo: &Path, keys: &Path, bundles: &[PathBuf], refresh: bool) -> 
         let m = bundle::read(std::io::BufReader::new(f), &trust, &mut bundle::Verify::default())
             .with_context(|| format!("{} does not verify under the repository's root (signed by this repository's targets key?)", b.display()))?;
         let name = format!("cairn-{}-{}.bundle", m.compatible, m.version);
-        let custom = serde_json::json!({"cairn": {"version": m.version.to_string(), "compatible": m.compatible, "security": m.security}});
+        let mut custom = serde_json::json!({"cairn": {"version": m.version.to_string(), "compatible": m.compatible, "security": m.security}});
+        if let Some(r) = rollout {
+            custom["cairn"]["rollout"] = serde_json::to_value(r)?;
+        }
         r.add_target(&keys, &name, b, Some(custom))?;
         names.push(name);
     }

@@ -17,7 +17,7 @@ pub const ENV: &str = "CAIRN_UPDATE_PAUSE";
 
 /// The checkpoint `p` falls in (consecutive events in one checkpoint are held once).
 pub fn label(p: &Progress) -> String {
-    let share = |parts: u64| if p.total == 0 { 100 } else { p.done.min(p.total) * parts / p.total * (100 / parts) };
+    let share = |parts: u64| (p.done.min(p.total) * parts).checked_div(p.total).map_or(100, |n| n * (100 / parts));
     match (p.stage, p.step) {
         (Stage::Writing, _) => format!("stream {}%", share(5)),
         (Stage::ReadingBack, _) => format!("read-back {}%", share(2)),

@@ -114,8 +114,8 @@ pub fn bundle_drive(version: &str, dir: &std::path::Path) -> Result<PathBuf, Har
 
 /// `./dev test`'s test publisher: its repository copied to `dir` (the first time), then the
 /// bundles of `versions` published into it with `cairn-image publish` and its keys, as a
-/// publisher would release them.
-pub fn publish(dir: &std::path::Path, versions: &[&str]) -> Result<(), HarnessError> {
+/// publisher would release them (`rollout`: its `--rollout` waves).
+pub fn publish(dir: &std::path::Path, versions: &[&str], rollout: Option<&str>) -> Result<(), HarnessError> {
     let ws = crate::workspace();
     let (repo, keys, tool) = (ws.join("target/cairn/test-repo"), ws.join("target/cairn/test-keys"), ws.join("target/release/cairn-image"));
     let bundles = std::env::var_os("CAIRN_TEST_BUNDLES").map(PathBuf::from).unwrap_or_else(|| ws.join("target/cairn/test-bundles"));
@@ -136,6 +136,9 @@ pub fn publish(dir: &std::path::Path, versions: &[&str]) -> Result<(), HarnessEr
     }
     let mut c = std::process::Command::new(&tool);
     c.arg("publish").arg("--repo").arg(dir).arg("--keys").arg(&keys).arg("--refresh");
+    if let Some(r) = rollout {
+        c.arg("--rollout").arg(r);
+    }
     for v in versions {
         c.arg(bundles.join(format!("{v}.bundle")));
     }

@@ -53,8 +53,13 @@ impl Http {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("{}/{}", self.base, path.trim_start_matches('/'))
+        join(&self.base, path)
     }
+}
+
+/// The URL of `path` in the repository at `base`.
+pub fn join(base: &str, path: &str) -> String {
+    format!("{}/{}", base.trim_end_matches('/'), path.trim_start_matches('/'))
 }
 
 impl Fetch for Http {

@@ -28,6 +28,10 @@ commands:
                          /data/cairn/update/config.toml, else /etc/cairn/update/config.toml)
   update status          each slot: version, signature, bootable, on trial, failed boots
   update reboot          reboot into the installed slot
+  update poll [--once]   (the update service) check the repository every `poll_interval_s`
+                         with jitter, install what this node's rollout wave is offered, and
+                         reboot by the `reboot` policy (now, confirm, or a UTC window like
+                         03:00-05:00); --once: one check now
   hardening              the security baseline audit (JSON)
   network check [FILE]   check /data/cairn/network.toml (static addresses) and show the
                          dhcpcd configuration it gives; `cairnctl restart network` applies it
@@ -134,10 +138,12 @@ fn run(args: &[String]) -> Result<(), Failure> {
     let mut words: Vec<&str> = Vec::new();
     let mut lines: u32 = 50;
     let mut repo: Option<String> = None;
+    let mut once = false;
     let mut i = 0;
     while i < args.len() {
         match args[i].as_str() {
             "--json" => {}
+            "--once" => once = true,
             "--address" => {
                 i += 1;
                 address = Some(args.get(i).cloned().ok_or_else(|| Failure(2, "--address needs a value".into()))?);
@@ -165,7 +171,7 @@ fn run(args: &[String]) -> Result<(), Failure> {
         return Ok(());
     }
     if words.first() == Some(&"update") {
-        return update(&words[1..], json, repo, || connect(address.as_deref()));
+        return update(&words[1..], json, repo, once, || connect(address.as_deref()));
     }
     let api = || connect(address.as_deref());
     let done = |what: &str| {
@@ -241,7 +247,7 @@ fn run(args: &[String]) -> Result<(), Failure> {
 }
 
 /// `cairnctl update ...`: the install engine runs in this process (as root), never in PID 1.
-fn update(words: &[&str], json: bool, repo_flag: Option<String>, api: impl Fn() -> Result<ManagerProxyBlocking<'static>, Failure>) -> Result<(), Failure> {
+fn update(words: &[&str], json: bool, repo_flag: Option<String>, once: bool, api: impl Fn() -> Result<ManagerProxyBlocking<'static>, Failure>) -> Result<(), Failure> {
     use cairn_init::update;
     let sys = cairn_init::sys::RealSys;
     let failed = |e: update::UpdateError| {
@@ -265,6 +271,13 @@ fn update(words: &[&str], json: bool, repo_flag: Option<String>, api: impl Fn() 
                     Some(o) => println!("{} offers {} ({} MiB{}); running {}: `cairnctl update install` installs it", c.repository, o.version, o.length >> 20, if o.security { ", security release" } else { "" }, c.running),
                     None => println!("{}", cairn_init::log::chain(&update::UpdateError::UpToDate { running: c.running.clone(), failed: c.failed.clone() })),
                 }
+                if let Some(p) = &c.pending {
+                    println!("{p} is installed in the other slot and waits for its reboot (`cairnctl update reboot`)");
+                }
+                if let Some(h) = &c.held_back {
+                    let turn = h.from.as_deref().map_or("this rollout does not reach it".to_owned(), |t| format!("its wave opens {t}"));
+                    println!("{} is rolling out: open to {}% of nodes; this node (seed {}): {turn}. `cairnctl update install` installs it now", h.version, h.open_percent, c.seed);
+                }
             }
         }
         ["install", rest @ ..] if rest.len() <= 1 => {
@@ -272,7 +285,9 @@ fn update(words: &[&str], json: bool, repo_flag: Option<String>, api: impl Fn() 
                 Some(s) => update::Source::parse(s),
                 None => {
                     let c = update::check(&sys, &repository()?).map_err(failed)?;
-                    let o = c.offer.ok_or_else(|| failed(update::UpdateError::UpToDate { running: c.running.clone(), failed: c.failed.clone() }))?;
+                    // The operator asked: a release still rolling out is installed ahead of
+                    // this node's wave.
+                    let o = c.offer.or(c.held_back.map(|h| h.offer)).ok_or_else(|| failed(update::UpdateError::UpToDate { running: c.running.clone(), failed: c.failed.clone() }))?;
                     if !json {
                         eprintln!("installing {} from {}", o.version, c.repository);
                     }
@@ -315,6 +330,12 @@ fn update(words: &[&str], json: bool, repo_flag: Option<String>, api: impl Fn() 
                     println!("last failed trial: {} in slot {}: {}", f.version, f.slot, f.reason);
                 }
             }
+        }
+        ["poll"] => {
+            let mut bar = Bar::new(json);
+            let result = update::poll(&sys, repo_flag, once, &mut |p| bar.show(p), &mut || api().map_err(|f| f.1)?.reboot().map_err(|e| fail(e).1));
+            bar.end();
+            result.map_err(failed)?;
         }
         ["reboot"] => {
             api()?.reboot().map_err(fail)?;

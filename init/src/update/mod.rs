@@ -6,6 +6,12 @@
 //! from the image's), `minimum` (raised only by a committed slot), `failed` (a version that
 //! fell back, not installed again by a poll).
 
+mod check;
+mod poll;
+
+pub use check::{check, Check, HeldBack, Offer};
+pub use poll::{poll, seed};
+
 use crate::blockdev::{self, PartitionDev};
 use crate::sys::Sys;
 use cairn_updater::bundle::{self, Manifest, PayloadKind, Policy, Signed, Trust, Version};
@@ -59,6 +65,10 @@ pub enum UpdateError {
     Version(String),
     #[error("installing into slot {0}")]
     Install(Slot, #[source] install::InstallError),
+    #[error("the update configuration's reboot policy")]
+    Reboot(#[source] cairn_updater::reboot::PolicyError),
+    #[error("the reboot into the new slot was refused: {0}")]
+    RebootRequest(String),
 }
 
 fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> UpdateError {
@@ -72,12 +82,17 @@ pub fn running_slot() -> Result<Slot, UpdateError> {
     crate::cmdline::value(&cmdline, "cairn.slot").and_then(|s| Slot::parse(s).ok()).ok_or(UpdateError::NoSlot)
 }
 
-/// Who may sign bundles for this node: the targets role of the newest root it verified.
-pub fn trust() -> Result<Trust, UpdateError> {
+/// The node's TUF store (`STATE/tuf`), seeded with the image's root the first time.
+fn seed_store() -> Result<PathBuf, UpdateError> {
     let image_root = std::fs::read(IMAGE_ROOT).map_err(|_| UpdateError::NoTrust)?;
     let store = Path::new(STATE).join("tuf");
     Client::<DirFetch>::init(&store, &image_root).map_err(UpdateError::Trust)?;
-    let root = client::stored_root(&store).map_err(UpdateError::Trust)?;
+    Ok(store)
+}
+
+/// Who may sign bundles for this node: the targets role of the newest root it verified.
+pub fn trust() -> Result<Trust, UpdateError> {
+    let root = client::stored_root(&seed_store()?).map_err(UpdateError::Trust)?;
     Trust::targets_of(&root).map_err(UpdateError::Trust)
 }
 
@@ -209,6 +224,23 @@ pub fn install_from(sys: &dyn Sys, source: &Source, progress: &mut dyn FnMut(Pro
 pub struct Config {
     /// The TUF repository's base URL (holding `metadata/` and `targets/`).
     pub repository: Option<String>,
+    /// Seconds between polls of `cairnctl update poll` (the update service), give or take a
+    /// quarter; default 6 hours.
+    pub poll_interval_s: Option<u64>,
+    /// When an installed update reboots: "now", "confirm" (`cairnctl update reboot`), or a
+    /// daily UTC window like "03:00-05:00" (the default).
+    pub reboot: Option<String>,
+}
+
+/// The update service's default: nodes of a fleet spread their polls over six hours.
+pub const DEFAULT_POLL_INTERVAL_S: u64 = 6 * 3600;
+/// The default reboot policy: the small hours, UTC.
+pub const DEFAULT_REBOOT: &str = "03:00-05:00";
+
+impl Config {
+    pub fn reboot_policy(&self) -> Result<cairn_updater::reboot::Policy, UpdateError> {
+        cairn_updater::reboot::Policy::parse(self.reboot.as_deref().unwrap_or(DEFAULT_REBOOT)).map_err(UpdateError::Reboot)
+    }
 }
 
 pub fn config() -> Result<Config, UpdateError> {
@@ -221,78 +253,6 @@ pub fn config() -> Result<Config, UpdateError> {
         }
     }
     Ok(Config::default())
-}
-
-/// A release the repository offers this node.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Offer {
-    pub name: String,
-    pub version: String,
-    pub security: bool,
-    pub url: String,
-    pub length: u64,
-    pub sha256: String,
-}
-
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Check {
-    pub repository: String,
-    pub running: String,
-    /// The newest release this node would install, if any.
-    pub offer: Option<Offer>,
-    /// Metadata versions verified (root, timestamp, snapshot, targets).
-    pub metadata: [u64; 4],
-    /// A version that failed its trial here: never offered (install it by hand to retry).
-    pub failed: Option<String>,
-}
-
-/// Refreshes the TUF metadata from `repository` (the client workflow: rotations followed,
-/// expiry and rollback refused) and picks the newest bundle for this node.
-pub fn check(sys: &dyn Sys, repository: &str) -> Result<Check, UpdateError> {
-    let running = running_slot()?;
-    let disk = blockdev::recorded_boot_disk("").ok_or(UpdateError::NoBootDisk)?;
-    let _ = trust()?;
-    let store = Path::new(STATE).join("tuf");
-    // One for the client to fetch metadata with, one to name the targets' URLs.
-    let http = download::Http::new(repository);
-    let trusted = Client::new(download::Http::new(repository), &store, cairn_updater::tuf::time::now()).refresh().map_err(UpdateError::Trust)?;
-    let trust = Trust::targets_of(&trusted.root).map_err(UpdateError::Trust)?;
-    let target = running.other();
-    let (root, verity) = (partition(&disk, target.root_label())?, partition(&disk, target.verity_label())?);
-    let policy = {
-        let _esp = EspMount::mount(sys, &disk, true)?;
-        policy(Path::new(ESP_MOUNT), running, &trust, &root, &verity)?
-    };
-    let mut best: Option<(Version, Offer)> = None;
-    for (name, file) in &trusted.targets.targets {
-        let Some(c) = file.custom.as_ref().and_then(|c| c.get("cairn")) else { continue };
-        let Some(version) = c.get("version").and_then(|v| v.as_str()).and_then(|v| Version::parse(v).ok()) else { continue };
-        if c.get("compatible").and_then(|v| v.as_str()) != Some(policy.compatible.as_str())
-            || version <= policy.running
-            || policy.minimum.as_ref().is_some_and(|m| version < *m)
-            || policy.failed.as_ref() == Some(&version)
-            || best.as_ref().is_some_and(|(v, _)| version <= *v)
-        {
-            continue;
-        }
-        let Some(sha256) = file.sha256() else { continue };
-        let offer = Offer {
-            name: name.clone(),
-            version: version.to_string(),
-            security: c.get("security").and_then(|v| v.as_bool()).unwrap_or(false),
-            url: http.url(&trusted.target_path(name, file)),
-            length: file.length,
-            sha256: sha256.to_owned(),
-        };
-        best = Some((version, offer));
-    }
-    Ok(Check {
-        repository: repository.to_owned(),
-        running: policy.running.to_string(),
-        offer: best.map(|(_, o)| o),
-        metadata: [trusted.root.version, trusted.timestamp.version, trusted.snapshot.version, trusted.targets.version],
-        failed: policy.failed.map(|v| v.to_string()),
-    })
 }
 
 /// One slot as `cairnctl update status` shows it.

@@ -1,0 +1,133 @@
+//! `cairnctl update poll`: the update service (issue 9 items 7 and 8). It checks the
+//! repository with jitter (the first check at a random point of the first interval, later
+//! ones an interval apart give or take a quarter: `cairn_updater::rollout::poll_delay`),
+//! installs what the check offers this node (its rollout wave included), and reboots into
+//! it by the operator's policy (`cairn_updater::reboot`). Without a repository or an
+//! update keyring it says so and ends: nothing to do on this node.
+
+use super::{check, config, install_from, Source, UpdateError, STATE, DEFAULT_POLL_INTERVAL_S};
+use crate::sys::Sys;
+use cairn_updater::install::Progress;
+use cairn_updater::reboot::{self, Decision};
+use cairn_updater::rollout::SEEDS;
+use std::path::Path;
+use std::time::Duration;
+
+const SEED: &str = "seed";
+
+/// This node's rollout seed, drawn once and kept in `STATE/seed`.
+pub fn seed() -> Result<u16, UpdateError> {
+    let path = Path::new(STATE).join(SEED);
+    if let Some(s) = std::fs::read_to_string(&path).ok().and_then(|t| t.trim().parse::<u16>().ok()).filter(|s| *s < SEEDS) {
+        return Ok(s);
+    }
+    let seed = loop {
+        // Rejection sampling: every seed equally likely.
+        let r = u16::from_le_bytes(random_bytes::<2>());
+        if r < u16::MAX - u16::MAX % SEEDS {
+            break r % SEEDS;
+        }
+    };
+    std::fs::create_dir_all(STATE).map_err(super::io("cannot create", Path::new(STATE)))?;
+    cairn_updater::tuf::client::persist(Path::new(STATE), SEED, format!("{seed}\n").as_bytes()).map_err(UpdateError::Trust)?;
+    Ok(seed)
+}
+
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    // getrandom(2) blocks only until the kernel's pool is first seeded, long past at boot.
+    let _ = rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty());
+    b
+}
+
+/// A number in 0..1 for the jitter.
+fn random_unit() -> f64 {
+    f64::from(u32::from_le_bytes(random_bytes::<4>())) / f64::from(u32::MAX)
+}
+
+/// What one poll did.
+#[derive(Debug)]
+pub enum Polled {
+    Nothing(String),
+    Installed { version: String, slot: String, decision: Decision },
+}
+
+/// Checks once and installs what is offered; says what it did.
+fn poll_once(sys: &dyn Sys, repository: &str, policy: reboot::Policy, progress: &mut dyn FnMut(Progress)) -> Result<Polled, UpdateError> {
+    let c = check(sys, repository)?;
+    let Some(o) = c.offer else {
+        let mut why = crate::log::chain(&UpdateError::UpToDate { running: c.running, failed: c.failed });
+        if let Some(p) = c.pending {
+            why.push_str(&format!("; {p} is installed and waits for its reboot"));
+        }
+        if let Some(h) = c.held_back {
+            why.push_str(&format!("; {} is rolling out to {}% of nodes, this node's turn: {}", h.version, h.open_percent, h.from.as_deref().unwrap_or("not in this rollout")));
+        }
+        return Ok(Polled::Nothing(why));
+    };
+    println!("installing {} from {}", o.version, c.repository);
+    let (slot, m) = install_from(sys, &Source::Url { url: o.url, expected: Some((o.length, o.sha256)) }, progress, &mut |e| {
+        let cairn_updater::download::Event::Resumed { offset, after } = e;
+        println!("download resumed at byte {offset} (after: {after})");
+    })?;
+    let deadline = m.deadline.as_deref().filter(|_| m.security).and_then(cairn_updater::tuf::time::parse);
+    let decision = reboot::decide(policy, cairn_updater::tuf::time::now(), deadline);
+    Ok(Polled::Installed { version: m.version.to_string(), slot: slot.to_string(), decision })
+}
+
+/// The update service's loop (`once`: one check, no wait, errors returned). `repository`
+/// overrides the configured one; `reboot` asks PID 1 to reboot (through the control API).
+pub fn poll(sys: &dyn Sys, repository: Option<String>, once: bool, progress: &mut dyn FnMut(Progress), reboot: &mut dyn FnMut() -> Result<(), String>) -> Result<(), UpdateError> {
+    let cfg = config()?;
+    let policy = cfg.reboot_policy()?;
+    let Some(repository) = repository.or(cfg.repository) else {
+        println!("{}; not polling", UpdateError::NoRepository);
+        return Ok(());
+    };
+    if !Path::new(super::IMAGE_ROOT).exists() {
+        println!("{}; not polling", UpdateError::NoTrust);
+        return Ok(());
+    }
+    let interval = Duration::from_secs(cfg.poll_interval_s.unwrap_or(DEFAULT_POLL_INTERVAL_S).max(60));
+    let mut first = true;
+    loop {
+        if !once {
+            let wait = cairn_updater::rollout::poll_delay(interval, first, random_unit());
+            println!("next update check of {repository} in {} s", wait.as_secs());
+            std::thread::sleep(wait);
+        }
+        first = false;
+        match poll_once(sys, &repository, policy, progress) {
+            Ok(Polled::Nothing(why)) => println!("{why}"),
+            Ok(Polled::Installed { version, slot, decision }) => {
+                println!("installed {version} into slot {slot}");
+                match decision {
+                    Decision::Now => {}
+                    Decision::Operator => {
+                        println!("reboot policy \"confirm\": `cairnctl update reboot` boots it");
+                        if once {
+                            return Ok(());
+                        }
+                        continue;
+                    }
+                    Decision::At(t) => {
+                        println!("reboot policy: rebooting into slot {slot} at {}", cairn_updater::tuf::time::format(t));
+                        if once {
+                            return Ok(());
+                        }
+                        let wait = u64::try_from(t - cairn_updater::tuf::time::now()).unwrap_or(0);
+                        std::thread::sleep(Duration::from_secs(wait));
+                    }
+                }
+                println!("rebooting into slot {slot} ({version})");
+                reboot().map_err(UpdateError::RebootRequest)?;
+                return Ok(());
+            }
+            Err(e) if once => return Err(e),
+            Err(e) => println!("update check failed: {}", crate::log::chain(&e)),
+        }
+        if once {
+            return Ok(());
+        }
+    }
+}
