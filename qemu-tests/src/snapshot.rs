@@ -5,7 +5,7 @@
 //! only the boot id, machine id and clock position are the same in every copy.
 //!
 //! `-loadvm` needs the same devices the snapshot was saved with, so there is one snapshot
-//! per [`Setup`].
+//! per [`Setup`] (and per image).
 
 use crate::image::{bundle_drive, test_image};
 use crate::machine::BOOT_TIMEOUT;
@@ -60,22 +60,38 @@ impl Setup {
 }
 
 /// The overlay holding the `ready` snapshot of the test image in `setup` (booted on first use).
+/// It is named by the image's SHA-256, so the test binaries, which run one after another,
+/// share it: only the first of them boots (a rebuilt image gets a new one; older ones are
+/// removed when it is made).
 fn ready_overlay(setup: Setup) -> Result<PathBuf, HarnessError> {
     READY[setup.index()]
         .get_or_init(|| {
-            // One per test binary: two binaries never share a file another may be rewriting.
-            let exe = std::env::current_exe().ok().and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned())).unwrap_or_else(|| "tests".into());
-            let suffix = if setup == Setup::Networked { "-networked" } else { "" };
-            let name = format!("ready-snapshot-{}{suffix}", exe.split('-').next().unwrap_or("tests"));
-            let dir = crate::workspace().join("target/qemu-tests");
-            let saved = dir.join(format!("{name}.qcow2"));
             let made = (|| {
+                let image = test_image()?;
+                let kind = if setup == Setup::Networked { "networked" } else { "plain" };
+                let prefix = format!("ready-snapshot-{kind}-");
+                let name = format!("{prefix}{}", image.disk.sha256.get(..16).unwrap_or("unknown"));
+                let dir = crate::workspace().join("target/qemu-tests");
+                let saved = dir.join(format!("{name}.qcow2"));
+                if saved.is_file() && saved.with_extension("console.log").is_file() {
+                    return Ok(saved);
+                }
+                for old in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                    if old.file_name().to_string_lossy().starts_with(&prefix) {
+                        let _ = std::fs::remove_file(old.path());
+                    }
+                }
                 let mut m = Machine::start(setup.config(&name, &dir.join(format!("{name}-stick")))?)?;
                 setup.wait_ready(&m)?;
-                m.save_ready_snapshot(&saved)?;
-                Ok::<(), HarnessError>(())
+                // Saved under a temporary name and renamed: a run cut short never leaves half
+                // a snapshot for the next binary to trust.
+                let tmp = dir.join(format!("{name}.saving.qcow2"));
+                m.save_ready_snapshot(&tmp)?;
+                std::fs::rename(tmp.with_extension("console.log"), saved.with_extension("console.log")).map_err(HarnessError::io("keep the snapshot's console log"))?;
+                std::fs::rename(&tmp, &saved).map_err(HarnessError::io("keep the snapshot"))?;
+                Ok::<PathBuf, HarnessError>(saved)
             })();
-            made.map(|()| saved).map_err(|e| e.to_string())
+            made.map_err(|e| e.to_string())
         })
         .clone()
         .map_err(|e| HarnessError::Check(format!("the ready snapshot could not be made: {e}")))

@@ -15,6 +15,15 @@ type R = Result<(), HarnessError>;
 /// An install streams a few hundred MiB through zstd, SHA-256 and dm-verity under TCG.
 const INSTALL_TIMEOUT: Duration = Duration::from_secs(900);
 
+/// After a boot: the agent answers and DHCP on QEMU's user network gave the node its
+/// address (ready does not wait for the network: a check right after it found "Network
+/// unreachable" in CI).
+fn online(m: &Machine) -> R {
+    m.wait_for_agent(Duration::from_secs(60))?;
+    m.wait_until_succeeds("ip -4 addr | grep -q 10.0.2.15", Duration::from_secs(90))?;
+    Ok(())
+}
+
 /// The kernel name of the boot disk's partition `label` (e.g. vda4).
 fn partition(m: &Machine, label: &str) -> Result<String, HarnessError> {
     let out = m.succeed(&format!("for d in /sys/class/block/*; do grep -qx PARTNAME={label} $d/uevent && echo ${{d##*/}}; done; true"))?;
@@ -187,7 +196,7 @@ fn version_n_updates_to_n_plus_1_over_http_resuming_a_dropped_download_and_n_plu
     m.succeed("cairnctl update reboot")?;
     let ready = m.wait_for_ready(BOOT_TIMEOUT)?;
     assert_eq!((ready.slot.as_str(), ready.version.as_str()), ("b", "0.2.0"), "the node did not boot the new slot (the ready line reports its signed version)");
-    m.wait_for_agent(Duration::from_secs(60))?;
+    online(m)?;
     assert_root_on(m, &root_b, &root_a);
     // Committed once its health gate held (the ready line): no longer on trial.
     let b = slot(&status(m)?, "b");
@@ -206,7 +215,7 @@ fn version_n_updates_to_n_plus_1_over_http_resuming_a_dropped_download_and_n_plu
     m.succeed("cairnctl update reboot")?;
     let ready = m.wait_for_ready(BOOT_TIMEOUT)?;
     assert_eq!((ready.slot.as_str(), ready.version.as_str()), ("a", "0.3.0"), "0.3.0 did not land back in slot a");
-    m.wait_for_agent(Duration::from_secs(60))?;
+    online(m)?;
     assert_root_on(m, &root_a, &root_b);
     let check: serde_json::Value = serde_json::from_str(&m.succeed(&format!("cairnctl --json update check --repo {url}"))?).expect("JSON");
     assert!(check["offer"].is_null() && check["running"] == "0.3.0", "the repository's 0.2.0 is older than the running 0.3.0: {check}");
@@ -232,7 +241,7 @@ fn a_new_slot_that_fails_its_health_gate_falls_back_and_the_next_poll_does_not_i
     assert!(line.contains("slot b (version 0.2.0) is on trial") && line.contains("test-missing"), "{line}");
     let ready = m.wait_for_ready(BOOT_TIMEOUT)?;
     assert_eq!((ready.slot.as_str(), ready.version.as_str()), ("a", "0.1.0"), "the failed slot fell back to the previous one");
-    m.wait_for_agent(Duration::from_secs(60))?;
+    online(m)?;
     let st = status(m)?;
     let failure = &st["last_failure"];
     assert_eq!((failure["version"].as_str(), failure["slot"].as_str()), (Some("0.2.0"), Some("b")), "{st}");
