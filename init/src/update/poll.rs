@@ -22,8 +22,11 @@ pub fn seed() -> Result<u16, UpdateError> {
         return Ok(s);
     }
     let seed = loop {
-        // Rejection sampling: every seed equally likely.
-        let r = u16::from_le_bytes(random_bytes::<2>());
+        // Rejection sampling: every seed equally likely. A failed getrandom must not give
+        // seed 0, which would put this node in the first wave of every rollout.
+        let mut b = [0u8; 2];
+        rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty()).map_err(|e| super::io("cannot draw the rollout seed with getrandom", Path::new(STATE))(e.into()))?;
+        let r = u16::from_le_bytes(b);
         if r < u16::MAX - u16::MAX % SEEDS {
             break r % SEEDS;
         }
