@@ -2,7 +2,7 @@
 //! `org.cairn.Init1` at `/org/cairn/Init1`, interface `org.cairn.Init1.Manager`.
 //! Standard tools reach it (`busctl introspect org.cairn.Init1 /org/cairn/Init1`).
 //!
-//! Status and ListServices are open to every caller. Logs is for root, the operator group
+//! Status, ListServices and UpdateProgress are open to every caller. Logs is for root, the operator group
 //! and the journal's readers (adm, systemd-journal), as `journalctl` is. Changes
 //! (StartService, StopService, RestartService, Reboot, PowerOff) are refused with
 //! `org.cairn.Init1.Error.AccessDenied` unless the caller is root or in the operator group.
@@ -13,7 +13,7 @@
 //! another process, or the caller may have changed its groups since (the polkit
 //! CVE-2013-4288 class).
 
-use crate::control::{Control, ControlError, ServiceInfo, SystemStatus, BUS_NAME, OBJECT_PATH};
+use crate::control::{Control, ControlError, ServiceInfo, SystemStatus, UpdateProgress, BUS_NAME, OBJECT_PATH};
 use std::sync::Arc;
 use zbus::message::Header;
 
@@ -119,6 +119,12 @@ impl Manager {
     /// Every service: state, readiness, pid, restarts, last exit, next start, error.
     async fn list_services(&self) -> Vec<ServiceInfo> {
         self.control.services()
+    }
+
+    /// The update install of this boot, as its process last reported it (stage, bytes, rate,
+    /// ETA; how it ended). The install runs outside PID 1; this reads its report from /run.
+    async fn update_progress(&self) -> UpdateProgress {
+        crate::update::progress::read(std::path::Path::new(crate::update::RUN))
     }
 
     /// The last `lines` lines of a service's output and PID 1's messages about it.

@@ -72,3 +72,34 @@ pub trait Control: Send + Sync {
     fn reboot(&self) -> Result<(), ControlError>;
     fn poweroff(&self) -> Result<(), ControlError>;
 }
+
+/// An update install as the API shows it (`UpdateProgress`, `cairnctl update progress`): the
+/// last one since boot, as the installing process reported it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, zvariant::Type)]
+pub struct UpdateProgress {
+    /// `none` (no install since boot), `installing`, `installed`, `failed`, or `interrupted`
+    /// (its process ended without saying how: killed).
+    pub state: String,
+    /// The installing process (`cairnctl update install`, or the update service).
+    pub pid: u32,
+    /// The bundle's path or URL.
+    pub source: String,
+    /// The version installed, once the install ended well.
+    pub version: String,
+    /// `writing` (download, decode, write and hash in one pass), `reading-back`,
+    /// `committing`, `done`; empty before the first byte.
+    pub stage: String,
+    /// While committing: the step about to start (`kernel`, ..., `grubenv flip`).
+    pub step: String,
+    /// Payload bytes written (or read back) of `total`.
+    pub done: u64,
+    pub total: u64,
+    /// Bytes per second over the current stage.
+    pub rate: u64,
+    /// Seconds the current stage still needs at that rate; 0 when not known.
+    pub eta_s: u64,
+    /// Seconds from the start of the install to its last report.
+    pub elapsed_s: u64,
+    /// Why it failed, with its causes.
+    pub error: String,
+}

@@ -17,7 +17,7 @@ fn busctl_sees_the_interface_and_cairnctl_drives_it() {
 
     let intro = Command::new("busctl").args(["--address", &bus.address, "introspect", "org.cairn.Init1", "/org/cairn/Init1"]).output();
     let intro = intro.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).expect("busctl is missing; install it: apt-get install -y systemd");
-    for m in ["org.cairn.Init1.Manager", ".ListServices", ".RestartService", ".Logs", ".Status", ".PowerOff"] {
+    for m in ["org.cairn.Init1.Manager", ".ListServices", ".RestartService", ".Logs", ".Status", ".PowerOff", ".UpdateProgress"] {
         assert!(intro.contains(m), "{m} missing from busctl introspect:\n{intro}");
     }
 

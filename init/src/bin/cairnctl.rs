@@ -8,7 +8,7 @@
 //!   3  the control API cannot be reached (dbus down, or not a Cairn node)
 //!   4  permission denied (changes need root or the operator group)
 
-use cairn_init::control::{ServiceInfo, SystemStatus, BUS_NAME, OBJECT_PATH};
+use cairn_init::control::{ServiceInfo, SystemStatus, UpdateProgress, BUS_NAME, OBJECT_PATH};
 use std::process::ExitCode;
 
 const USAGE: &str = "usage: cairnctl [--json] [--address BUS] COMMAND
@@ -27,6 +27,8 @@ commands:
                          --repo URL: the repository (default: `repository` in
                          /data/cairn/update/config.toml, else /etc/cairn/update/config.toml)
   update status          each slot: version, signature, bootable, on trial, failed boots
+  update progress        the install of this boot, whoever runs it (the update service, or
+                         another cairnctl): stage, bytes, rate, ETA, or how it ended
   update reboot          reboot into the installed slot
   update poll [--once]   (the update service) check the repository every `poll_interval_s`
                          with jitter, install what this node's rollout wave is offered, and
@@ -51,6 +53,7 @@ trait Manager {
     fn restart_service(&self, name: &str) -> zbus::Result<()>;
     fn reboot(&self) -> zbus::Result<()>;
     fn power_off(&self) -> zbus::Result<()>;
+    fn update_progress(&self) -> zbus::Result<UpdateProgress>;
 }
 
 /// A failure, with the exit code it maps to.
@@ -337,6 +340,14 @@ fn update(words: &[&str], json: bool, repo_flag: Option<String>, once: bool, api
             bar.end();
             result.map_err(failed)?;
         }
+        ["progress"] => {
+            let p = api()?.update_progress().map_err(fail)?;
+            if json {
+                print_json(&p);
+            } else {
+                println!("{}", describe_progress(&p));
+            }
+        }
         ["reboot"] => {
             api()?.reboot().map_err(fail)?;
             if json {
@@ -348,6 +359,30 @@ fn update(words: &[&str], json: bool, repo_flag: Option<String>, once: bool, api
         _ => return Err(Failure(2, USAGE.into())),
     }
     Ok(())
+}
+
+/// One line for `cairnctl update progress`.
+fn describe_progress(p: &UpdateProgress) -> String {
+    let who = format!("{} (PID {})", p.source, p.pid);
+    let bytes = || {
+        let pct = (p.done * 100).checked_div(p.total).unwrap_or(0);
+        let mut s = format!("{} {} / {} MiB {pct}%", p.stage, p.done >> 20, p.total >> 20);
+        if !p.step.is_empty() {
+            s = format!("{}: {}", p.stage, p.step);
+        }
+        if p.rate > 0 {
+            s.push_str(&format!(", {:.1} MiB/s, ETA {} s", p.rate as f64 / 1_048_576.0, p.eta_s));
+        }
+        s
+    };
+    match p.state.as_str() {
+        "none" => "no update install this boot".to_owned(),
+        "installing" if p.stage.is_empty() => format!("installing {who}: verifying the bundle, {} s so far", p.elapsed_s),
+        "installing" => format!("installing {who}: {}, {} s so far", bytes(), p.elapsed_s),
+        "installed" => format!("installed {} from {} in {} s; it boots on trial at the next reboot", p.version, p.source, p.elapsed_s),
+        "failed" => format!("the install of {} failed after {} s: {}", p.source, p.elapsed_s, p.error),
+        _ => format!("the install of {who} ended without finishing (killed?) at {}", bytes()),
+    }
 }
 
 /// Install progress on stderr: a bar redrawn in place on a terminal, a line per tenth

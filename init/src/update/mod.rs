@@ -7,7 +7,9 @@
 //! fell back, not installed again by a poll).
 
 mod check;
+pub mod lock;
 mod poll;
+pub mod progress;
 
 pub use check::{check, Check, HeldBack, Offer};
 pub use poll::{poll, seed};
@@ -32,6 +34,8 @@ const RELEASE: &str = "/etc/cairn/release";
 /// manifest (absent for an image without an update keyring).
 pub const SLOT_VERSION_FILE: &str = "/run/cairn/slot-version";
 const ESP_MOUNT: &str = "/run/cairn/esp-update";
+/// This boot's install lock and progress report (`lock`, `progress`).
+pub const RUN: &str = "/run/cairn/update";
 /// The last failed trial (`Failure`), in `STATE`.
 const FAILED: &str = "failed.json";
 
@@ -67,6 +71,8 @@ pub enum UpdateError {
     Install(Slot, #[source] install::InstallError),
     #[error("the update configuration's reboot policy")]
     Reboot(#[source] cairn_updater::reboot::PolicyError),
+    #[error("the install lock")]
+    Lock(#[from] lock::LockError),
     #[error("the reboot into the new slot was refused: {0}")]
     RebootRequest(String),
 }
@@ -171,6 +177,15 @@ pub enum Source {
     Url { url: String, expected: Option<(u64, String)> },
 }
 
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Path(p) => write!(f, "{}", p.display()),
+            Source::Url { url, .. } => f.write_str(url),
+        }
+    }
+}
+
 impl Source {
     pub fn parse(s: &str) -> Source {
         if s.starts_with("http://") || s.starts_with("https://") {
@@ -181,12 +196,27 @@ impl Source {
     }
 }
 
-/// Installs the bundle from `source` into the slot that is not running. `on_event` hears of
-/// downloads resumed after a drop.
+/// Installs the bundle from `source` into the slot that is not running, one install at a
+/// time (`lock`), reporting its progress for the API (`progress`) and to `progress`.
+/// `on_event` hears of downloads resumed after a drop.
 pub fn install_from(sys: &dyn Sys, source: &Source, progress: &mut dyn FnMut(Progress), on_event: &mut dyn FnMut(download::Event)) -> Result<(Slot, Manifest), UpdateError> {
     if !nix::unistd::geteuid().is_root() {
         return Err(UpdateError::NotRoot);
     }
+    let _lock = lock::Lock::take(Path::new(RUN))?;
+    let mut tracker = progress::Tracker::start(Path::new(RUN), &source.to_string());
+    let result = install_locked(sys, source, &mut |p| {
+        tracker.update(p);
+        progress(p);
+    }, on_event);
+    tracker.finish(match &result {
+        Ok((_, m)) => Ok(m.version.to_string()),
+        Err(e) => Err(crate::log::chain(e)),
+    });
+    result
+}
+
+fn install_locked(sys: &dyn Sys, source: &Source, progress: &mut dyn FnMut(Progress), on_event: &mut dyn FnMut(download::Event)) -> Result<(Slot, Manifest), UpdateError> {
     let running = running_slot()?;
     let target = running.other();
     let disk = blockdev::recorded_boot_disk("").ok_or(UpdateError::NoBootDisk)?;
