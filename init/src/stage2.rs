@@ -94,6 +94,9 @@ pub fn run(sys: &dyn Sys, start_ms: u64) -> Result<(), Stage2Error> {
     for w in warnings {
         say!("WARNING: {w}");
     }
+    if let Some(argv) = gate.check.clone() {
+        sup.set_gate_check(argv, Duration::from_secs(gate.check_timeout_s));
+    }
     let mut ready = false;
     let mut gate_failed = false;
     let mut power_buttons = open_power_buttons();
@@ -138,8 +141,9 @@ pub fn run(sys: &dyn Sys, start_ms: u64) -> Result<(), Stage2Error> {
                 // a failed boot of a slot on trial, it loses its remaining tries, so the reboot
                 // falls back to the other slot, whose PID 1 ends the trial (see `mark_good`).
                 gate_failed = true;
-                let reason = format!("health gate: {} not ready within {} s", waiting.join(", "), gate.deadline_s);
-                say!("slot {status_slot} (version {version}) is on trial and failed its {reason}; rebooting into the previous slot");
+                let detail = format!("not met within {} s: {}", gate.deadline_s, waiting.join("; "));
+                say!("slot {status_slot} (version {version}) is on trial and failed its health gate, {detail}; rebooting into the previous slot");
+                let reason = format!("health gate {detail}");
                 let failure = crate::update::Failure { version: version.clone(), slot: status_slot.clone(), reason };
                 if let Err(e) = crate::update::record_failure(&failure) {
                     say!("WARNING: could not record the failed trial: {}", crate::log::chain(&e));
@@ -148,7 +152,7 @@ pub fn run(sys: &dyn Sys, start_ms: u64) -> Result<(), Stage2Error> {
                 request = Some(Power::Reboot);
             } else if holds || timed_out {
                 if !holds {
-                    say!("WARNING: health gate: {} never became ready within {} s; the slot is committed, so it is marked good anyway", waiting.join(", "), gate.deadline_s);
+                    say!("WARNING: health gate not met within {} s: {}; the slot is committed, so it is marked good anyway", gate.deadline_s, waiting.join("; "));
                 }
                 ready = true;
                 ready_at = Some(Instant::now());

@@ -138,6 +138,29 @@ pub fn spawn_probe(def: &Definition, identity: &Identity, argv: &[String], cgrou
     Ok(child.id() as i32)
 }
 
+/// The health gate's check command (`supervisor::gate`): as root, unsandboxed (the
+/// operator's own command from gate.toml, like one they type), a clean environment, no
+/// input or output, in a session of its own so a kill reaches only it.
+pub fn spawn_gate_check(argv: &[String]) -> Result<i32, SpawnError> {
+    let Some((program, args)) = argv.split_first() else { return Err(SpawnError::Exec { command: String::new(), reason: "the health gate's check command is empty".into() }) };
+    let mut cmd = Command::new(program);
+    cmd.args(args).env_clear().env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin").env("HOME", "/root");
+    cmd.current_dir("/").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    // SAFETY: the closure runs in the forked child before execve and only makes the
+    // async-signal-safe system calls sigprocmask and setsid; it allocates nothing.
+    unsafe {
+        cmd.pre_exec(|| {
+            // PID 1 blocks the signals it reads through its signalfd; the check must not
+            // inherit that mask.
+            nix::sys::signal::SigSet::all().thread_unblock()?;
+            nix::unistd::setsid()?;
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().map_err(|e| SpawnError::Exec { command: program.clone(), reason: e.to_string() })?;
+    Ok(child.id() as i32)
+}
+
 /// The command for a service's main process or one of its probes: clean environment plus
 /// the definition's, and, between fork and exec, a fresh session, the service's cgroup and
 /// its sandbox.

@@ -8,6 +8,7 @@
 
 use crate::control::{Control, ControlError, SystemStatus};
 
+mod gate;
 mod handle;
 mod notify;
 mod probe;
@@ -51,6 +52,8 @@ pub struct Supervisor {
     probe_pids: BTreeMap<i32, (usize, u64, ProbeFor, Instant)>,
     shutdown: Option<(Power, Instant)>,
     snapshot: Arc<Mutex<Snapshot>>,
+    /// The health gate's check command, if gate.toml names one.
+    gate_check: Option<gate::GateCheck>,
 }
 
 impl Supervisor {
@@ -108,7 +111,7 @@ impl Supervisor {
         let (probes_tx, probes_rx) = mpsc::channel();
         let (requests_tx, requests_rx) = mpsc::channel();
         let snapshot = Arc::new(Mutex::new(Snapshot { services: Vec::new(), status }));
-        let s = Supervisor { units, tree, hub, waker, last_cap, notify, probes_tx, probes_rx, requests_rx, requests_tx, probe_pids: BTreeMap::new(), shutdown: None, snapshot };
+        let s = Supervisor { units, tree, hub, waker, last_cap, notify, probes_tx, probes_rx, requests_rx, requests_tx, probe_pids: BTreeMap::new(), shutdown: None, snapshot, gate_check: None };
         s.publish();
         s
     }
@@ -122,22 +125,38 @@ impl Supervisor {
         self.notify.as_ref().map(|s| s.as_fd())
     }
 
+    /// The health gate's check command (gate.toml `check`), run once the services hold.
+    pub fn set_gate_check(&mut self, argv: Vec<String>, timeout: Duration) {
+        self.gate_check = Some(gate::GateCheck::new(argv, timeout));
+    }
+
     /// The health gate: every service in `required` (by default every service that should
-    /// run) has been ready at least once. Returns whether it holds and who it waits for.
-    pub fn gate(&self, required: Option<&[String]>) -> (bool, Vec<String>) {
-        let waiting: Vec<String> = match required {
+    /// run) has been ready at least once, and then the check command, if any, exited 0
+    /// (started here when due). Returns whether it holds and what it waits for.
+    pub fn gate(&mut self, required: Option<&[String]>) -> (bool, Vec<String>) {
+        let mut waiting: Vec<String> = match required {
             Some(names) => names
                 .iter()
                 .filter(|n| !self.units.iter().any(|u| &u.name == *n && u.ever_ready))
-                .map(|n| if self.units.iter().any(|u| &u.name == n) { n.clone() } else { format!("{n} (no such service)") })
+                .map(|n| if self.units.iter().any(|u| &u.name == n) { format!("{n} not ready") } else { format!("{n} (no such service)") })
                 .collect(),
             None => self
                 .units
                 .iter()
                 .filter(|u| u.def.as_ref().is_some_and(|d| d.autostart) && !matches!(u.state, State::Broken | State::NotInstalled) && !u.ever_ready)
-                .map(|u| u.name.clone())
+                .map(|u| format!("{} not ready", u.name))
                 .collect(),
         };
+        let now = Instant::now();
+        if let Some(check) = self.gate_check.as_mut() {
+            if waiting.is_empty() && check.due(now) {
+                match spawn::spawn_gate_check(check.argv()) {
+                    Ok(pid) => check.started(pid, now),
+                    Err(e) => check.not_started(e.to_string(), now),
+                }
+            }
+            waiting.extend(check.waiting());
+        }
         (waiting.is_empty(), waiting)
     }
 
@@ -189,6 +208,7 @@ impl Supervisor {
             }
         }
         at.extend(self.probe_pids.values().map(|p| p.3));
+        at.extend(self.gate_check.as_ref().and_then(gate::GateCheck::deadline));
         at.into_iter().min()
     }
 
@@ -233,6 +253,8 @@ impl Supervisor {
                     other => Err(describe(&other).0),
                 };
                 self.probe_done(ProbeResult { service: unit, generation, what, result }, now);
+            } else if let Some(check) = self.gate_check.as_mut().filter(|c| c.pid() == Some(pid)) {
+                check.ended(if matches!(st, WaitStatus::Exited(_, 0)) { Ok(()) } else { Err(describe(&st).0) }, now);
             } else if let Some(i) = self.units.iter().position(|u| u.pid == Some(pid)) {
                 self.exited(i, &st, now);
             }
@@ -544,7 +566,8 @@ impl Supervisor {
     fn timers(&mut self, now: Instant) {
         // Command probes that overran.
         let late: Vec<i32> = self.probe_pids.iter().filter(|(_, p)| p.3 <= now).map(|(pid, _)| *pid).collect();
-        for pid in late {
+        let late_check = self.gate_check.as_mut().and_then(|c| c.overran(now));
+        for pid in late.into_iter().chain(late_check) {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
         }
         for i in 0..self.units.len() {

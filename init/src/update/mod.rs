@@ -349,17 +349,29 @@ pub struct Gate {
     /// slot is marked good anyway (it has proved itself before; the gate is for new ones).
     #[serde(default = "Gate::default_deadline")]
     pub deadline_s: u64,
+    /// The operator's own check, run once those services are ready: a program and its
+    /// arguments (`["/usr/local/bin/fluxd-synced"]`), as root, with no input or output. The
+    /// gate holds once it exits 0; it is tried again every few seconds until the deadline.
+    #[serde(default)]
+    pub check: Option<Vec<String>>,
+    /// A run of `check` that takes longer is killed and counts as failed.
+    #[serde(default = "Gate::default_check_timeout")]
+    pub check_timeout_s: u64,
 }
 
 impl Gate {
     fn default_deadline() -> u64 {
         180
     }
+
+    fn default_check_timeout() -> u64 {
+        30
+    }
 }
 
 impl Default for Gate {
     fn default() -> Gate {
-        Gate { services: None, deadline_s: Gate::default_deadline() }
+        Gate { services: None, deadline_s: Gate::default_deadline(), check: None, check_timeout_s: Gate::default_check_timeout() }
     }
 }
 
@@ -421,8 +433,8 @@ mod tests {
 
     #[test]
     fn a_gate_file_names_services_and_a_deadline_and_typos_are_refused() {
-        let g: Gate = toml::from_str("services = [\"fluxd\"]\ndeadline_s = 60\n").expect("gate");
-        assert_eq!(g, Gate { services: Some(vec!["fluxd".into()]), deadline_s: 60 });
+        let g: Gate = toml::from_str("services = [\"fluxd\"]\ndeadline_s = 60\ncheck = [\"/usr/local/bin/fluxd-synced\", \"-q\"]\n").expect("gate");
+        assert_eq!(g, Gate { services: Some(vec!["fluxd".into()]), deadline_s: 60, check: Some(vec!["/usr/local/bin/fluxd-synced".into(), "-q".into()]), check_timeout_s: 30 });
         assert_eq!(toml::from_str::<Gate>("").expect("empty"), Gate::default());
         assert!(toml::from_str::<Gate>("deadline = 60\n").is_err(), "an unknown key is an error, not a silent default");
     }
