@@ -4,6 +4,8 @@
 //!
 //! It listens on 127.0.0.1; a VM on QEMU's user network reaches it as 10.0.2.2. Every request
 //! is logged with the byte it asked to start at, so a test can show where a download resumed.
+//! With `start_tls` it speaks HTTPS (rustls) with a certificate of a test CA (`TestCa`, made
+//! by openssl), as a private mirror would.
 
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::net::{TcpListener, TcpStream};
@@ -34,6 +36,7 @@ struct State {
 #[derive(Debug)]
 pub struct Server {
     port: u16,
+    tls: bool,
     state: Arc<Mutex<State>>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -42,12 +45,21 @@ pub struct Server {
 impl Server {
     /// Serves the files under `root` on a free port of 127.0.0.1.
     pub fn start(root: &Path) -> std::io::Result<Server> {
+        Server::spawn(root, None)
+    }
+
+    /// Serves the files under `root` over HTTPS with `ca`'s server certificate.
+    pub fn start_tls(root: &Path, ca: &crate::tls::TestCa) -> std::io::Result<Server> {
+        Server::spawn(root, Some(ca.server_config()?))
+    }
+
+    fn spawn(root: &Path, tls: Option<Arc<rustls::ServerConfig>>) -> std::io::Result<Server> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let port = listener.local_addr()?.port();
         let (state, stop) = (Arc::new(Mutex::new(State::default())), Arc::new(AtomicBool::new(false)));
-        let (st, sp, root) = (state.clone(), stop.clone(), root.to_owned());
-        let thread = std::thread::spawn(move || accept_loop(Some(listener), port, &root, &st, &sp));
-        Ok(Server { port, state, stop, thread: Some(thread) })
+        let (st, sp, root, is_tls) = (state.clone(), stop.clone(), root.to_owned(), tls.is_some());
+        let thread = std::thread::spawn(move || accept_loop(Some(listener), port, &root, &st, &sp, tls.as_ref()));
+        Ok(Server { port, tls: is_tls, state, stop, thread: Some(thread) })
     }
 
     pub fn port(&self) -> u16 {
@@ -56,11 +68,19 @@ impl Server {
 
     /// The server's address as a guest on QEMU's user network sees it.
     pub fn guest_url(&self) -> String {
-        format!("http://10.0.2.2:{}", self.port)
+        format!("{}://10.0.2.2:{}", self.scheme(), self.port)
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("{}://127.0.0.1:{}", self.scheme(), self.port)
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.tls {
+            "https"
+        } else {
+            "http"
+        }
     }
 
     /// The next response for `path` that passes file offset `at` stops there; the server
@@ -85,7 +105,7 @@ impl Drop for Server {
     }
 }
 
-fn accept_loop(mut listener: Option<TcpListener>, port: u16, root: &Path, state: &Arc<Mutex<State>>, stop: &AtomicBool) {
+fn accept_loop(mut listener: Option<TcpListener>, port: u16, root: &Path, state: &Arc<Mutex<State>>, stop: &AtomicBool, tls: Option<&Arc<rustls::ServerConfig>>) {
     let _ = listener.as_ref().map(|l| l.set_nonblocking(true));
     while !stop.load(Ordering::SeqCst) {
         let down = state.lock().ok().and_then(|s| s.down_until).is_some_and(|t| Instant::now() < t);
@@ -105,9 +125,16 @@ fn accept_loop(mut listener: Option<TcpListener>, port: u16, root: &Path, state:
         };
         match l.accept() {
             Ok((conn, _)) => {
-                let (root, state) = (root.to_owned(), state.clone());
+                let (root, state, tls) = (root.to_owned(), state.clone(), tls.cloned());
                 std::thread::spawn(move || {
-                    let _ = serve(conn, &root, &state);
+                    let _ = conn.set_nonblocking(false).and_then(|()| conn.set_read_timeout(Some(Duration::from_secs(30))));
+                    let _ = match tls {
+                        Some(config) => match rustls::ServerConnection::new(config) {
+                            Ok(session) => serve(rustls::StreamOwned::new(session, conn), &root, &state),
+                            Err(e) => Err(std::io::Error::other(e)),
+                        },
+                        None => serve(conn, &root, &state),
+                    };
                 });
             }
             Err(_) => std::thread::sleep(Duration::from_millis(20)),
@@ -115,10 +142,27 @@ fn accept_loop(mut listener: Option<TcpListener>, port: u16, root: &Path, state:
     }
 }
 
-fn serve(conn: TcpStream, root: &Path, state: &Mutex<State>) -> std::io::Result<()> {
-    conn.set_nonblocking(false)?;
-    conn.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut reader = BufReader::new(conn.try_clone()?);
+/// A connection the server answers on: plain TCP, or TLS over it.
+trait Conn: Read + Write {
+    /// Ends the connection at once, as a server that stops does.
+    fn cut(&mut self);
+}
+
+impl Conn for TcpStream {
+    fn cut(&mut self) {
+        let _ = self.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+impl Conn for rustls::StreamOwned<rustls::ServerConnection, TcpStream> {
+    fn cut(&mut self) {
+        let _ = self.sock.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+fn serve(mut out: impl Conn, root: &Path, state: &Mutex<State>) -> std::io::Result<()> {
+    // A GET has no body: nothing the reader buffers past the headers is lost.
+    let mut reader = BufReader::new(&mut out);
     let mut line = String::new();
     reader.read_line(&mut line)?;
     let path = line.split_whitespace().nth(1).unwrap_or("/").trim_start_matches('/').to_owned();
@@ -134,7 +178,7 @@ fn serve(conn: TcpStream, root: &Path, state: &Mutex<State>) -> std::io::Result<
             }
         }
     }
-    let mut out = conn;
+    drop(reader);
     let file: Option<PathBuf> = (!path.split('/').any(|c| c == ".." || c.is_empty())).then(|| root.join(&path)).filter(|p| p.is_file());
     let log = |status, sent| {
         if let Ok(mut s) = state.lock() {
@@ -183,7 +227,8 @@ fn serve(conn: TcpStream, root: &Path, state: &Mutex<State>) -> std::io::Result<
         if let Ok(mut s) = state.lock() {
             s.down_until = Some(Instant::now() + down);
         }
-        let _ = out.shutdown(std::net::Shutdown::Both);
+        out.cut();
     }
+    let _ = out.flush();
     result
 }

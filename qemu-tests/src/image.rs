@@ -116,14 +116,37 @@ pub fn bundle_drive(version: &str, dir: &std::path::Path) -> Result<PathBuf, Har
 /// bundles of `versions` published into it with `cairn-image publish` and its keys, as a
 /// publisher would release them (`rollout`: its `--rollout` waves).
 pub fn publish(dir: &std::path::Path, versions: &[&str], rollout: Option<&str>) -> Result<(), HarnessError> {
+    publish_with(dir, KEYS[0], versions, rollout)
+}
+
+/// The test publisher's key sets: the first is the test repository's; `./dev test` makes the
+/// others for key rotations (target/cairn/test-keys-2, -3), and signs the 0.4.0 bundle with
+/// the last.
+pub const KEYS: [&str; 3] = ["test-keys", "test-keys-2", "test-keys-3"];
+
+fn publisher(keys: &str) -> Result<(PathBuf, PathBuf, PathBuf), HarnessError> {
     let ws = crate::workspace();
-    let (repo, keys, tool) = (ws.join("target/cairn/test-repo"), ws.join("target/cairn/test-keys"), ws.join("target/release/cairn-image"));
-    let bundles = std::env::var_os("CAIRN_TEST_BUNDLES").map(PathBuf::from).unwrap_or_else(|| ws.join("target/cairn/test-bundles"));
+    let (repo, keys, tool) = (ws.join("target/cairn/test-repo"), ws.join("target/cairn").join(keys), ws.join("target/release/cairn-image"));
     for need in [&repo, &keys, &tool] {
         if !need.exists() {
             return Err(HarnessError::Image(format!("{} is missing: `./dev test` makes the test publisher (keys, repository) and builds cairn-image", need.display())));
         }
     }
+    Ok((repo, keys, tool))
+}
+
+fn run_tool(mut c: std::process::Command, what: &str) -> Result<(), HarnessError> {
+    let out = c.output().map_err(HarnessError::io(format!("run cairn-image {what}")))?;
+    if !out.status.success() {
+        return Err(HarnessError::Image(format!("cairn-image {what} failed: {}", String::from_utf8_lossy(&out.stderr))));
+    }
+    Ok(())
+}
+
+/// `publish` with the key set `keys` (one of `KEYS`: the repository's current one).
+pub fn publish_with(dir: &std::path::Path, keys: &str, versions: &[&str], rollout: Option<&str>) -> Result<(), HarnessError> {
+    let (repo, keys, tool) = publisher(keys)?;
+    let bundles = std::env::var_os("CAIRN_TEST_BUNDLES").map(PathBuf::from).unwrap_or_else(|| crate::workspace().join("target/cairn/test-bundles"));
     if !dir.join("metadata").is_dir() {
         let _ = std::fs::remove_dir_all(dir);
         if let Some(parent) = dir.parent() {
@@ -142,9 +165,15 @@ pub fn publish(dir: &std::path::Path, versions: &[&str], rollout: Option<&str>) 
     for v in versions {
         c.arg(bundles.join(format!("{v}.bundle")));
     }
-    let out = c.output().map_err(HarnessError::io(format!("run {}", tool.display())))?;
-    if !out.status.success() {
-        return Err(HarnessError::Image(format!("cairn-image publish failed: {}", String::from_utf8_lossy(&out.stderr))));
-    }
-    Ok(())
+    run_tool(c, "publish")
+}
+
+/// The publisher rotates the repository at `dir` from key set `from` to `to` (`KEYS`): a new
+/// root, signed by the old root key and the new one, and the other roles re-signed.
+pub fn rotate(dir: &std::path::Path, from: &str, to: &str) -> Result<(), HarnessError> {
+    let (_, old, tool) = publisher(from)?;
+    let (_, new, _) = publisher(to)?;
+    let mut c = std::process::Command::new(&tool);
+    c.arg("rotate").arg("--repo").arg(dir).arg("--old-keys").arg(&old).arg("--new-keys").arg(&new);
+    run_tool(c, "rotate")
 }

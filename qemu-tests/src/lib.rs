@@ -18,6 +18,7 @@ pub mod power_cut;
 pub mod qmp;
 pub mod shared;
 pub mod snapshot;
+pub mod tls;
 
 pub use machine::{Firmware, Machine, MachineConfig, ReadyLine};
 

@@ -3,8 +3,9 @@
 //! repository) with bundles attached as read-only drives, as a USB stick would be.
 
 use cairn_qemu_tests::http::Server;
-use cairn_qemu_tests::image::publish;
+use cairn_qemu_tests::image::{publish, publish_with, rotate, KEYS};
 use cairn_qemu_tests::snapshot::{self, Setup};
+use cairn_qemu_tests::tls::TestCa;
 use cairn_qemu_tests::machine::BOOT_TIMEOUT;
 use cairn_qemu_tests::power_cut::{self, Cut, Phase};
 use cairn_qemu_tests::{HarnessError, Machine};
@@ -147,11 +148,13 @@ impl Drop for Networked {
 
 /// Over the network, from a TUF repository on a plain HTTP server (the host, reached through
 /// QEMU's user network as 10.0.2.2). The server stops a third of the way into the download
-/// and comes back 5 s later: the install resumes at that byte. Then 0.3.0 installs offline,
-/// from a USB stick, back into slot a. 0.2.0 is published in rollout waves (5% of nodes at
+/// and comes back 5 s later: the install resumes at that byte. Then the publisher rotates
+/// its keys twice and 0.4.0, signed with the newest, lands back in slot a from an HTTPS
+/// mirror with its own CA; 0.3.0 on a USB stick, signed with the retired key, is refused. (A USB stick that installs: the panic
+/// test.) 0.2.0 is published in rollout waves (5% of nodes at
 /// once, all after 48 h): a node whose seed is outside the first 5% is not offered it yet.
 #[test]
-fn version_n_updates_to_n_plus_1_over_http_resuming_a_dropped_download_and_n_plus_2_from_a_usb_stick_lands_back_in_slot_a() -> R {
+fn version_n_updates_to_n_plus_1_over_http_resuming_a_dropped_download_and_n_plus_2_signed_after_two_key_rotations_lands_back_in_slot_a() -> R {
     let n = networked("update_over_http", &["0.2.0"], Some("5@0h,100@48h"))?;
     let (m, server, url) = (&n.m, &n.server, &n.url);
     let (root_a, root_b) = (partition(m, "root-a")?, partition(m, "root-b")?);
@@ -177,6 +180,9 @@ fn version_n_updates_to_n_plus_1_over_http_resuming_a_dropped_download_and_n_plu
     let cut = offer["length"].as_u64().expect("length") / 3;
     server.stop_once_at(&bundle_path, cut, Duration::from_secs(5));
 
+    // The operator's gate check passes once the new slot's services are up (its exit status
+    // comes back through PID 1's reaper); a slot on trial would fall back if it did not.
+    m.succeed("printf 'check = [\"/bin/sh\", \"-c\", \"cairnctl services | grep -q docker\"]\\n' > /data/cairn/update/gate.toml")?;
     let (code, out) = m.execute(&format!("cairnctl update install --repo {url} 2>&1"), INSTALL_TIMEOUT)?;
     assert_eq!(code, 0, "install over HTTP failed:\n{out}");
     assert!(out.contains(&format!("download resumed at byte {cut}")) && out.contains("installed 0.2.0 into slot b"), "{out}");
@@ -208,44 +214,68 @@ fn version_n_updates_to_n_plus_1_over_http_resuming_a_dropped_download_and_n_plu
     assert!(code != 0 && out.contains("not newer than the running 0.2.0"), "0.2.0 installed over itself:\n{out}");
     assert_eq!(status(m)?["next_boot"], "b", "a refused bundle changed the boot order");
 
-    // 0.3.0 offline, from the USB stick (vdb: the drive after the boot disk).
-    let (code, out) = install(m, "vdb")?;
-    assert_eq!(code, 0, "install 0.3.0 failed:\n{out}");
-    assert!(out.contains("installed 0.3.0 into slot a"), "{out}");
+    // Key rotation (issue 9 item 2): the publisher rotates its keys twice, a new targets key
+    // each time, and releases 0.4.0 signed with the newest. This node saw neither rotation:
+    // it follows the chain of roots (each signed by the keys of the one before) and installs
+    // it; stage 1 then trusts slot a's manifest through the roots the install put beside it.
+    let repo = n.work.join("repo");
+    rotate(&repo, KEYS[0], KEYS[1])?;
+    rotate(&repo, KEYS[1], KEYS[2])?;
+    publish_with(&repo, KEYS[2], &["0.4.0"], None)?;
+    // This time from an HTTPS mirror of the repository with a CA of its own: refused under
+    // the public web roots, used once the operator's `ca_file` names that CA.
+    let ca = TestCa::make(&n.work.join("ca")).map_err(HarnessError::io("make the test CA"))?;
+    let mirror = Server::start_tls(&repo, &ca).map_err(HarnessError::io("start the HTTPS mirror"))?;
+    let https = mirror.guest_url();
+    let (code, out) = m.execute(&format!("cairnctl update check --repo {https} 2>&1"), Duration::from_secs(120))?;
+    assert!(code != 0 && out.contains("UnknownIssuer"), "a mirror whose CA the node was not given:\n{out}");
+    let pem = ca.ca_pem().map_err(HarnessError::io("read the test CA"))?;
+    m.succeed(&format!("printf '%s' '{pem}' > /data/cairn/update/mirror-ca.pem && printf 'ca_file = \"/data/cairn/update/mirror-ca.pem\"\\n' > /data/cairn/update/config.toml"))?;
+    let (code, out) = m.execute(&format!("cairnctl update install --repo {https} 2>&1"), INSTALL_TIMEOUT)?;
+    assert_eq!(code, 0, "install 0.4.0, signed after two rotations, from the HTTPS mirror failed:\n{out}");
+    assert!(out.contains("installed 0.4.0 into slot a"), "{out}");
+    assert!(mirror.requests().iter().any(|r| r.path.ends_with("0.4.0.bundle") && r.status == 200), "the bundle came from the HTTPS mirror: {:?}", mirror.requests());
     m.succeed("cairnctl update reboot")?;
     let ready = m.wait_for_ready(BOOT_TIMEOUT)?;
-    assert_eq!((ready.slot.as_str(), ready.version.as_str()), ("a", "0.3.0"), "0.3.0 did not land back in slot a");
+    assert_eq!((ready.slot.as_str(), ready.version.as_str()), ("a", "0.4.0"), "0.4.0 did not land back in slot a");
     online(m)?;
     assert_root_on(m, &root_a, &root_b);
     let check: serde_json::Value = serde_json::from_str(&m.succeed(&format!("cairnctl --json update check --repo {url}"))?).expect("JSON");
-    assert!(check["offer"].is_null() && check["running"] == "0.3.0", "the repository's 0.2.0 is older than the running 0.3.0: {check}");
+    assert!(check["offer"].is_null() && check["running"] == "0.4.0", "the repository's 0.2.0 is older than the running 0.4.0: {check}");
+    // The retired key: 0.3.0 on the USB stick (vdb), signed by the first targets key, is
+    // refused at its signatures, before its version is even read; the boot order stays.
+    let (code, out) = install(m, "vdb")?;
+    assert!(code != 0 && out.contains("0 valid signature(s) by the targets keys"), "a bundle signed with a retired key:\n{out}");
+    assert_eq!(status(m)?["next_boot"], "a", "a refused bundle changed the boot order");
     Ok(())
 }
 
 /// Issue 9 item 6: a new slot that misses its health gate is not committed: it falls back to
 /// the previous slot at once, the reason shows in `cairnctl update status`, and the
 /// repository does not install that version again. (The gate is the operator's, from /data:
-/// here it waits for a service that never becomes ready, with a short deadline.) The install
+/// here its check command keeps failing, with a short deadline.) The install
 /// is the update service's own: one poll, with the reboot policy "now".
 #[test]
 fn a_new_slot_that_fails_its_health_gate_falls_back_and_the_next_poll_does_not_install_it_again() -> R {
     let n = networked("update_gate_fails", &["0.2.0"], None)?;
     let (m, url) = (&n.m, &n.url);
-    m.succeed("printf 'services = [\"test-missing\"]\\ndeadline_s = 15\\n' > /data/cairn/update/gate.toml")?;
+    // The operator's check command fails on slot b (every service is ready there; the check
+    // says no) and passes on slot a.
+    m.succeed("printf 'deadline_s = 60\\ncheck = [\"/bin/sh\", \"-c\", \"grep -q cairn.slot=a /proc/cmdline || exit 3\"]\\n' > /data/cairn/update/gate.toml")?;
     // The update service's own path (issue 9 items 7 and 8): one poll installs what the
     // repository offers and, with the reboot policy "now", reboots into it by itself.
     m.succeed("printf 'reboot = \"now\"\\n' > /data/cairn/update/config.toml")?;
     m.mark_console();
     m.succeed(&format!("cairnctl update poll --once --repo {url} > /data/poll.log 2>&1 < /dev/null &"))?;
     let line = m.wait_for_console_text("failed its health gate", INSTALL_TIMEOUT)?;
-    assert!(line.contains("slot b (version 0.2.0) is on trial") && line.contains("test-missing"), "{line}");
+    assert!(line.contains("slot b (version 0.2.0) is on trial") && line.contains("check `/bin/sh -c grep -q cairn.slot=a /proc/cmdline || exit 3` (exited with status 3)") && !line.contains("not ready"), "{line}");
     let ready = m.wait_for_ready(BOOT_TIMEOUT)?;
     assert_eq!((ready.slot.as_str(), ready.version.as_str()), ("a", "0.1.0"), "the failed slot fell back to the previous one");
     online(m)?;
     let st = status(m)?;
     let failure = &st["last_failure"];
     assert_eq!((failure["version"].as_str(), failure["slot"].as_str()), (Some("0.2.0"), Some("b")), "{st}");
-    assert!(failure["reason"].as_str().is_some_and(|r| r.contains("health gate") && r.contains("test-missing")), "{st}");
+    assert!(failure["reason"].as_str().is_some_and(|r| r.contains("health gate not met within 60 s") && r.contains("exited with status 3")), "{st}");
     assert_eq!((st["next_boot"].as_str(), slot(&st, "b")["bootable"].as_bool(), slot(&st, "b")["on_trial"].as_bool()), (Some("a"), Some(false), Some(false)), "{st}");
     assert_eq!(m.succeed("cat /data/cairn/update/minimum")?.trim(), "0.1.0", "a failed slot does not raise the minimum");
     let polled = m.succeed("cat /data/poll.log")?;
@@ -346,6 +376,24 @@ fn a_power_cut_at_any_of_22_points_of_an_update_restarts_into_a_whole_verified_s
             let at = paused.split_once(' ').map_or(paused, |(_, label)| label).trim().to_owned();
             let phase = if at == "flipped" { Phase::Flipped } else { Phase::Install };
             let state = m.freeze_disk(&format!("{:02}", cuts.len() + 1))?;
+            if at == "stream 0%" {
+                // One install at a time: a second one, whatever its source, is refused
+                // before it opens it, naming the first.
+                let (code, out) = m.execute("cairnctl update install /dev/null 2>&1", Duration::from_secs(60))?;
+                assert!(code == 1 && out.contains("another update install is running (PID "), "a second install while the first runs:\n{out}");
+            }
+            if at == "stream 40%" || at == "before grubenv flip" {
+                // The install's progress, through the control API (another process runs it).
+                let p: serde_json::Value = serde_json::from_str(&m.succeed("cairnctl --json update progress")?).expect("JSON");
+                let (done, total) = (p["done"].as_u64().unwrap_or(0), p["total"].as_u64().unwrap_or(0));
+                assert!(p["state"] == "installing" && p["source"].as_str().is_some_and(|s| s.starts_with(&url)) && total > 0, "{p}");
+                if at == "stream 40%" {
+                    assert!(p["stage"] == "writing" && (40..60).contains(&(done * 100 / total)), "{p}");
+                } else {
+                    assert!(p["stage"] == "committing" && p["step"] == "grubenv flip" && done == total, "{p}");
+                }
+                println!("at {at}: cairnctl update progress: {}", m.succeed("cairnctl update progress")?.trim());
+            }
             cuts.push(Cut { at, phase, state });
             m.succeed("rm /run/pause/paused")?;
             continue;
@@ -353,6 +401,8 @@ fn a_power_cut_at_any_of_22_points_of_an_update_restarts_into_a_whole_verified_s
         assert!(Instant::now() < deadline, "the install did not finish within {INSTALL_TIMEOUT:?}");
         std::thread::sleep(Duration::from_millis(100));
     }
+    let p: serde_json::Value = serde_json::from_str(&m.succeed("cairnctl --json update progress")?).expect("JSON");
+    assert!(p["state"] == "installed" && p["version"] == "0.2.0", "{p}");
     let labels: Vec<&str> = cuts.iter().map(|c| c.at.as_str()).collect();
     assert_eq!(labels.first().copied(), Some("stream 0%"), "the first checkpoint is the slot marked bad, nothing written: {labels:?}");
     assert!(labels.ends_with(&["before grubenv flip", "flipped"]), "{labels:?}");

@@ -21,8 +21,41 @@ const READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// One response body is read for at most this long; then the download resumes on a new one.
 const BODY_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// The certificates HTTPS is verified against: Mozilla's roots (webpki-roots), unless the
+/// node's update configuration names its own (`trust_only`).
+static ROOTS: std::sync::OnceLock<ureq::tls::RootCerts> = std::sync::OnceLock::new();
+
+#[derive(Debug, thiserror::Error)]
+pub enum CaError {
+    #[error("it is not PEM")]
+    Pem(#[source] ureq::Error),
+    #[error("it holds no certificate")]
+    Empty,
+    #[error("this process already verifies HTTPS against other certificates")]
+    AlreadySet,
+}
+
+/// From now on this process verifies HTTPS servers against the certificates in `pem` only,
+/// instead of the public web roots: a private mirror with its own CA. Returns how many.
+pub fn trust_only(pem: &[u8]) -> Result<usize, CaError> {
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(pem) {
+        if let ureq::tls::PemItem::Certificate(c) = item.map_err(CaError::Pem)? {
+            certs.push(c);
+        }
+    }
+    if certs.is_empty() {
+        return Err(CaError::Empty);
+    }
+    let n = certs.len();
+    ROOTS.set(ureq::tls::RootCerts::new_with_certs(&certs)).map_err(|_| CaError::AlreadySet)?;
+    Ok(n)
+}
+
 fn agent() -> ureq::Agent {
+    let roots = ROOTS.get().cloned().unwrap_or(ureq::tls::RootCerts::WebPki);
     ureq::Agent::config_builder()
+        .tls_config(ureq::tls::TlsConfig::builder().root_certs(roots).build())
         .timeout_connect(Some(CONNECT_TIMEOUT))
         .timeout_recv_response(Some(READ_TIMEOUT))
         // ureq's timeouts bound a whole phase, not a silence: a body that takes longer is

@@ -25,7 +25,8 @@ commands:
                          release the repository offers. It boots on trial at the next reboot
                          (root only). Downloads resume after a dropped connection.
                          --repo URL: the repository (default: `repository` in
-                         /data/cairn/update/config.toml, else /etc/cairn/update/config.toml)
+                         /data/cairn/update/config.toml, else /etc/cairn/update/config.toml;
+                         `ca_file` there: the PEM CA an https mirror is verified against)
   update status          each slot: version, signature, bootable, on trial, failed boots
   update progress        the install of this boot, whoever runs it (the update service, or
                          another cairnctl): stage, bytes, rate, ETA, or how it ended
@@ -264,6 +265,16 @@ fn update(words: &[&str], json: bool, repo_flag: Option<String>, once: bool, api
             None => update::config().map_err(failed)?.repository.ok_or(update::UpdateError::NoRepository).map_err(failed),
         }
     };
+    // The repository's HTTPS: a private mirror's own CA (`ca_file`), else the public roots.
+    // An offline install (a file, a USB stick) does not depend on it.
+    let online = match words {
+        ["check" | "poll"] | ["install"] => true,
+        ["install", source] => source.starts_with("https://"),
+        _ => false,
+    };
+    if online {
+        update::config().and_then(|c| c.apply_tls()).map_err(failed)?;
+    }
     match words {
         ["check"] => {
             let c = update::check(&sys, &repository()?).map_err(failed)?;

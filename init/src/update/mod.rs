@@ -71,6 +71,8 @@ pub enum UpdateError {
     Install(Slot, #[source] install::InstallError),
     #[error("the update configuration's reboot policy")]
     Reboot(#[source] cairn_updater::reboot::PolicyError),
+    #[error("cannot use {} (`ca_file`) as the repository's CA certificates", .path.display())]
+    Ca { path: PathBuf, source: download::CaError },
     #[error("the install lock")]
     Lock(#[from] lock::LockError),
     #[error("the reboot into the new slot was refused: {0}")]
@@ -260,6 +262,10 @@ pub struct Config {
     /// When an installed update reboots: "now", "confirm" (`cairnctl update reboot`), or a
     /// daily UTC window like "03:00-05:00" (the default).
     pub reboot: Option<String>,
+    /// PEM certificates that the repository's HTTPS server is verified against instead of
+    /// the public web roots: a private mirror with its own CA. (The TUF signatures are
+    /// checked either way; this only decides which servers a node talks to.)
+    pub ca_file: Option<PathBuf>,
 }
 
 /// The update service's default: nodes of a fleet spread their polls over six hours.
@@ -268,6 +274,14 @@ pub const DEFAULT_POLL_INTERVAL_S: u64 = 6 * 3600;
 pub const DEFAULT_REBOOT: &str = "03:00-05:00";
 
 impl Config {
+    /// Makes this process verify HTTPS against `ca_file`, if the configuration names one.
+    pub fn apply_tls(&self) -> Result<(), UpdateError> {
+        let Some(path) = &self.ca_file else { return Ok(()) };
+        let pem = std::fs::read(path).map_err(io("cannot read the repository's CA certificates", path))?;
+        download::trust_only(&pem).map_err(|source| UpdateError::Ca { path: path.clone(), source })?;
+        Ok(())
+    }
+
     pub fn reboot_policy(&self) -> Result<cairn_updater::reboot::Policy, UpdateError> {
         cairn_updater::reboot::Policy::parse(self.reboot.as_deref().unwrap_or(DEFAULT_REBOOT)).map_err(UpdateError::Reboot)
     }
