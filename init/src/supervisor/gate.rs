@@ -1,19 +1,22 @@
-//! The health gate's check command (`check` in gate.toml, issue 9 item 6): the operator's
-//! own test that the node works, beyond its services being ready (say, that fluxd answers
-//! and is synced). It runs once the gate's services hold, as root and unsandboxed like an
+//! The health gate (issue 9 item 6): the services that must have been ready, then the check
+//! command (`check` in gate.toml), the operator's own test that the node works beyond its
+//! services being ready (say, that fluxd answers and is synced). The check runs once the gate's services hold, as root and unsandboxed like an
 //! operator's shell command, with no input or output, killed if it overruns; it is tried
 //! again every `RETRY` until it exits 0 or the gate's deadline passes.
 //!
 //! PID 1 reaps every child with `waitpid(-1)` (`Supervisor::reap`), so the check's exit
 //! status comes back through there, never through a blocking wait of its own.
 
+use super::unit::State;
+use super::Supervisor;
+use crate::service::spawn;
 use std::time::{Duration, Instant};
 
 /// Between a failed run and the next.
 pub const RETRY: Duration = Duration::from_secs(5);
 
 #[derive(Debug)]
-pub struct GateCheck {
+pub(super) struct GateCheck {
     argv: Vec<String>,
     timeout: Duration,
     /// The run in progress: its pid and when it is killed.
@@ -91,6 +94,43 @@ impl GateCheck {
         }
         let how = self.last.as_deref().unwrap_or(if self.running.is_some() { "still running" } else { "not run: the services are not ready" });
         Some(format!("check `{}` ({how})", self.argv.join(" ")))
+    }
+}
+
+impl Supervisor {
+    /// The health gate's check command (gate.toml `check`), run once the services hold.
+    pub fn set_gate_check(&mut self, argv: Vec<String>, timeout: Duration) {
+        self.gate_check = Some(GateCheck::new(argv, timeout));
+    }
+
+    /// The health gate: every service in `required` (by default every service that should
+    /// run) has been ready at least once, and then the check command, if any, exited 0
+    /// (started here when due). Returns whether it holds and what it waits for.
+    pub fn gate(&mut self, required: Option<&[String]>) -> (bool, Vec<String>) {
+        let mut waiting: Vec<String> = match required {
+            Some(names) => names
+                .iter()
+                .filter(|n| !self.units.iter().any(|u| &u.name == *n && u.ever_ready))
+                .map(|n| if self.units.iter().any(|u| &u.name == n) { format!("{n} not ready") } else { format!("{n} (no such service)") })
+                .collect(),
+            None => self
+                .units
+                .iter()
+                .filter(|u| u.def.as_ref().is_some_and(|d| d.autostart) && !matches!(u.state, State::Broken | State::NotInstalled) && !u.ever_ready)
+                .map(|u| format!("{} not ready", u.name))
+                .collect(),
+        };
+        let now = Instant::now();
+        if let Some(check) = self.gate_check.as_mut() {
+            if waiting.is_empty() && check.due(now) {
+                match spawn::spawn_gate_check(check.argv()) {
+                    Ok(pid) => check.started(pid, now),
+                    Err(e) => check.not_started(e.to_string(), now),
+                }
+            }
+            waiting.extend(check.waiting());
+        }
+        (waiting.is_empty(), waiting)
     }
 }
 

@@ -125,41 +125,6 @@ impl Supervisor {
         self.notify.as_ref().map(|s| s.as_fd())
     }
 
-    /// The health gate's check command (gate.toml `check`), run once the services hold.
-    pub fn set_gate_check(&mut self, argv: Vec<String>, timeout: Duration) {
-        self.gate_check = Some(gate::GateCheck::new(argv, timeout));
-    }
-
-    /// The health gate: every service in `required` (by default every service that should
-    /// run) has been ready at least once, and then the check command, if any, exited 0
-    /// (started here when due). Returns whether it holds and what it waits for.
-    pub fn gate(&mut self, required: Option<&[String]>) -> (bool, Vec<String>) {
-        let mut waiting: Vec<String> = match required {
-            Some(names) => names
-                .iter()
-                .filter(|n| !self.units.iter().any(|u| &u.name == *n && u.ever_ready))
-                .map(|n| if self.units.iter().any(|u| &u.name == n) { format!("{n} not ready") } else { format!("{n} (no such service)") })
-                .collect(),
-            None => self
-                .units
-                .iter()
-                .filter(|u| u.def.as_ref().is_some_and(|d| d.autostart) && !matches!(u.state, State::Broken | State::NotInstalled) && !u.ever_ready)
-                .map(|u| format!("{} not ready", u.name))
-                .collect(),
-        };
-        let now = Instant::now();
-        if let Some(check) = self.gate_check.as_mut() {
-            if waiting.is_empty() && check.due(now) {
-                match spawn::spawn_gate_check(check.argv()) {
-                    Ok(pid) => check.started(pid, now),
-                    Err(e) => check.not_started(e.to_string(), now),
-                }
-            }
-            waiting.extend(check.waiting());
-        }
-        (waiting.is_empty(), waiting)
-    }
-
     pub fn set_ready(&self) {
         if let Ok(mut s) = self.snapshot.lock() {
             s.status.ready = true;
