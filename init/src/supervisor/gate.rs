@@ -1,8 +1,9 @@
 //! The health gate (issue 9 item 6): the services that must have been ready, then the check
 //! command (`check` in gate.toml), the operator's own test that the node works beyond its
-//! services being ready (say, that fluxd answers and is synced). The check runs once the gate's services hold, as root and unsandboxed like an
-//! operator's shell command, with no input or output, killed if it overruns; it is tried
-//! again every `RETRY` until it exits 0 or the gate's deadline passes.
+//! services being ready (say, that fluxd answers and is synced). The check runs once the
+//! gate's services hold, as root and unsandboxed like an operator's shell command, with no
+//! input or output, killed if it overruns; it is tried again every `RETRY` until it exits 0
+//! or the gate's deadline passes.
 //!
 //! PID 1 reaps every child with `waitpid(-1)` (`Supervisor::reap`), so the check's exit
 //! status comes back through there, never through a blocking wait of its own.
