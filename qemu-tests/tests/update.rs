@@ -227,6 +227,11 @@ fn version_n_updates_to_n_plus_1_over_http_resuming_a_dropped_download_and_n_plu
     let ca = TestCa::make(&n.work.join("ca")).map_err(HarnessError::io("make the test CA"))?;
     let mirror = Server::start_tls(&repo, &ca).map_err(HarnessError::io("start the HTTPS mirror"))?;
     let https = mirror.guest_url();
+    // The certificates are valid from the second openssl made them; the guest's clock may lag
+    // the host's by a second (CI: "not valid yet"). Two seconds later, set it to the host's.
+    std::thread::sleep(Duration::from_secs(2));
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    m.succeed(&format!("date -u -s @{now} > /dev/null"))?;
     let (code, out) = m.execute(&format!("cairnctl update check --repo {https} 2>&1"), Duration::from_secs(120))?;
     assert!(code != 0 && out.contains("UnknownIssuer"), "a mirror whose CA the node was not given:\n{out}");
     let pem = ca.ca_pem().map_err(HarnessError::io("read the test CA"))?;
