@@ -8,7 +8,10 @@
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::fs::File;
 use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
+use std::sync::mpsc;
 
 pub const BLOCK: u64 = 4096;
 const DIGEST: usize = 32;
@@ -84,13 +87,7 @@ fn pad_to_block(mut v: Vec<u8>) -> Vec<u8> {
 }
 
 pub fn build(data: &mut impl Read, data_len: u64, params: &VerityParams, hash_out: &mut impl Write) -> Result<VerityInfo, VerityError> {
-    if !data_len.is_multiple_of(BLOCK) {
-        return Err(VerityError::Unaligned(data_len));
-    }
-    let data_blocks = data_len / BLOCK;
-    if data_blocks == 0 {
-        return Err(VerityError::Empty);
-    }
+    let data_blocks = blocks_of(data_len)?;
     let salt = &params.salt[..];
     // Bottom level: one digest per data block.
     let mut bottom = Vec::with_capacity(data_blocks as usize * DIGEST);
@@ -99,17 +96,7 @@ pub fn build(data: &mut impl Read, data_len: u64, params: &VerityParams, hash_ou
         data.read_exact(&mut block).map_err(VerityError::Read)?;
         bottom.extend_from_slice(&digest(salt, &block));
     }
-    // levels[i] = the stored content of level i (bottom first), each padded to blocks.
-    let sizes = level_sizes(data_blocks);
-    let mut levels: Vec<Vec<u8>> = Vec::new();
-    let mut digests = bottom;
-    for _ in &sizes {
-        let above = level_above(salt, &digests);
-        levels.push(pad_to_block(digests));
-        digests = above;
-    }
-    // With no stored level (one data block) the root is that block's digest itself.
-    let root = if levels.is_empty() { digests } else { digests[..DIGEST].to_vec() };
+    let (levels, root) = tree(salt, data_blocks, bottom);
 
     let sb = Superblock { uuid: params.uuid, data_block_size: BLOCK as u32, hash_block_size: BLOCK as u32, data_blocks, salt: salt.to_vec() };
     let mut first = sb.to_bytes();
@@ -121,6 +108,85 @@ pub fn build(data: &mut impl Read, data_len: u64, params: &VerityParams, hash_ou
         hash_bytes += level.len() as u64;
     }
     Ok(VerityInfo { root_hash: hex::encode(root), salt: hex::encode(salt), data_blocks, hash_bytes })
+}
+
+fn blocks_of(data_len: u64) -> Result<u64, VerityError> {
+    if !data_len.is_multiple_of(BLOCK) {
+        return Err(VerityError::Unaligned(data_len));
+    }
+    match data_len / BLOCK {
+        0 => Err(VerityError::Empty),
+        n => Ok(n),
+    }
+}
+
+/// The stored levels above the data (bottom first, each padded to whole blocks) and the
+/// root hash, from the bottom level's digests.
+fn tree(salt: &[u8], data_blocks: u64, bottom: Vec<u8>) -> (Vec<Vec<u8>>, Vec<u8>) {
+    let mut levels: Vec<Vec<u8>> = Vec::new();
+    let mut digests = bottom;
+    for _ in level_sizes(data_blocks) {
+        let above = level_above(salt, &digests);
+        levels.push(pad_to_block(digests));
+        digests = above;
+    }
+    // With no stored level (one data block) the root is that block's digest itself.
+    let root = if levels.is_empty() { digests } else { digests[..DIGEST].to_vec() };
+    (levels, root)
+}
+
+/// The root hash of the first `data_len` bytes of `file`, as `build` would give it, hashed by
+/// `threads` threads at once: the digests of data blocks are independent, so each thread
+/// hashes its own run of blocks with positioned reads (no shared file offset) and only the
+/// small levels above are hashed by one. `tick` gets the bytes hashed as they add up, on the
+/// calling thread. The installer reads a written slot back through this: it is the check
+/// dm-verity makes at boot, done once before the slot may boot, at the speed of all cores.
+pub fn root_hash_of(file: &File, data_len: u64, salt: &[u8; 32], threads: usize, tick: &mut dyn FnMut(u64)) -> Result<String, VerityError> {
+    let data_blocks = blocks_of(data_len)?;
+    let threads = u64::try_from(threads.max(1)).unwrap_or(1).min(data_blocks);
+    let per_thread = data_blocks.div_ceil(threads);
+    let (tx, rx) = mpsc::channel::<u64>();
+    let parts = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|i| {
+                let (first, end) = (i * per_thread, ((i + 1) * per_thread).min(data_blocks));
+                let tx = tx.clone();
+                scope.spawn(move || hash_blocks(file, salt, first, end, &tx))
+            })
+            .collect();
+        drop(tx);
+        // Ends when every worker has dropped its sender: finished or failed.
+        for n in rx {
+            tick(n);
+        }
+        workers.into_iter().map(|w| w.join().unwrap_or_else(|_| Err(VerityError::Read(std::io::Error::other("a hashing thread panicked"))))).collect::<Vec<_>>()
+    });
+    let mut bottom = Vec::with_capacity(data_blocks as usize * DIGEST);
+    for part in parts {
+        bottom.extend_from_slice(&part?);
+    }
+    let (_, root) = tree(salt, data_blocks, bottom);
+    Ok(hex::encode(root))
+}
+
+/// Digests of data blocks `first..end` of `file`, read a MiB at a time.
+fn hash_blocks(file: &File, salt: &[u8], first: u64, end: u64, progress: &mpsc::Sender<u64>) -> Result<Vec<u8>, VerityError> {
+    const CHUNK: u64 = 256; // blocks: 1 MiB
+    let mut out = Vec::with_capacity((end - first) as usize * DIGEST);
+    let mut buf = vec![0u8; (CHUNK * BLOCK) as usize];
+    let mut at = first;
+    while at < end {
+        let n = CHUNK.min(end - at);
+        let chunk = &mut buf[..(n * BLOCK) as usize];
+        file.read_exact_at(chunk, at * BLOCK).map_err(VerityError::Read)?;
+        for block in chunk.chunks_exact(BLOCK as usize) {
+            out.extend_from_slice(&digest(salt, block));
+        }
+        at += n;
+        // The receiver is gone only if the caller is unwinding: nothing to report to.
+        let _ = progress.send(n * BLOCK);
+    }
+    Ok(out)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -257,6 +323,29 @@ mod tests {
             assert!(verify.map(|s| s.success()).unwrap_or(false), "veritysetup verify, {blocks} blocks");
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn root_hash_of_a_file_with_any_number_of_threads_is_build_s() {
+        let path = std::env::temp_dir().join(format!("cairn-verity-threads-{}", std::process::id()));
+        for blocks in [1u64, 2, 129, 600] {
+            let d = data(blocks);
+            std::fs::write(&path, &d).expect("write data");
+            // The file is longer than the data: only data_len bytes count.
+            std::fs::OpenOptions::new().append(true).open(&path).and_then(|mut f| f.write_all(&[0xff; 4096])).expect("append");
+            let built = build(&mut d.as_slice(), d.len() as u64, &params(), &mut Vec::new()).expect("build").root_hash;
+            for threads in [1, 2, 3, 8] {
+                let file = File::open(&path).expect("open");
+                let mut ticked = 0;
+                let found = root_hash_of(&file, d.len() as u64, &params().salt, threads, &mut |n| ticked += n).expect("root_hash_of");
+                assert_eq!(found, built, "{blocks} blocks, {threads} threads");
+                assert_eq!(ticked, d.len() as u64, "progress adds up to the data, {blocks} blocks, {threads} threads");
+            }
+        }
+        // A file shorter than the data is a read error, not a hash of what is there.
+        let file = File::open(&path).expect("open");
+        assert!(matches!(root_hash_of(&file, 1 << 30, &params().salt, 2, &mut |_| {}), Err(VerityError::Read(_))));
+        let _ = std::fs::remove_file(&path);
     }
 
     #[test]

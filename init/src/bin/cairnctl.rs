@@ -402,23 +402,22 @@ fn describe_progress(p: &UpdateProgress) -> String {
 struct Bar {
     json: bool,
     tty: bool,
-    started: std::time::Instant,
+    rate: cairn_init::update::progress::StageRate,
     last_tenth: Option<(cairn_updater::install::Stage, u64)>,
 }
 
 impl Bar {
     fn new(json: bool) -> Bar {
         use std::io::IsTerminal;
-        Bar { json, tty: std::io::stderr().is_terminal() && !json, started: std::time::Instant::now(), last_tenth: None }
+        Bar { json, tty: std::io::stderr().is_terminal() && !json, rate: Default::default(), last_tenth: None }
     }
 
     fn show(&mut self, p: cairn_updater::install::Progress) {
         if p.total == 0 {
             return;
         }
-        let secs = self.started.elapsed().as_secs_f64().max(0.001);
-        let rate = p.done as f64 / secs / 1_048_576.0;
-        let eta = if p.done > 0 { (p.total - p.done.min(p.total)) as f64 * secs / p.done as f64 } else { 0.0 };
+        let (bytes_per_s, eta) = self.rate.update(&p, std::time::Instant::now());
+        let rate = bytes_per_s as f64 / 1_048_576.0;
         let pct = p.done * 100 / p.total;
         if self.tty {
             let stage = format!("{:?}", p.stage).to_lowercase();
@@ -432,7 +431,7 @@ impl Bar {
         }
         self.last_tenth = Some((p.stage, pct / 10));
         if self.json {
-            eprintln!("{}", serde_json::json!({"progress": p, "rate_mib_s": (rate * 10.0).round() / 10.0, "eta_s": eta.round()}));
+            eprintln!("{}", serde_json::json!({"progress": p, "rate_mib_s": (rate * 10.0).round() / 10.0, "eta_s": eta}));
         } else if let Some(step) = p.step {
             eprintln!("committing: {step}");
         } else {

@@ -37,29 +37,18 @@ fn stage_name(stage: Stage) -> String {
     serde_json::to_value(stage).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
 }
 
-/// Reports one install's progress into `dir`.
-#[derive(Debug)]
-pub struct Tracker {
-    path: PathBuf,
-    start_ticks: u64,
-    started: Instant,
-    /// The stage the rate is measured over: when it began and its bytes then.
+/// Rate and ETA over the current stage. Each stage counts its bytes from zero (the read-back
+/// starts again at 0 of its own total), so a rate over the whole install would start the
+/// read-back at a fraction of its true speed and an ETA of many minutes.
+#[derive(Debug, Default)]
+pub struct StageRate {
+    /// The stage measured: when it was first seen and its bytes then.
     stage: Option<(Stage, Instant, u64)>,
-    last_write: Option<(Instant, u64, String)>,
-    report: UpdateProgress,
 }
 
-impl Tracker {
-    pub fn start(dir: &Path, source: &str) -> Tracker {
-        let pid = std::process::id();
-        let report = UpdateProgress { state: "installing".into(), pid, source: source.to_owned(), ..UpdateProgress::default() };
-        let mut t = Tracker { path: dir.join(FILE), start_ticks: start_ticks(pid).unwrap_or(0), started: Instant::now(), stage: None, last_write: None, report };
-        t.write();
-        t
-    }
-
-    pub fn update(&mut self, p: Progress) {
-        let now = Instant::now();
+impl StageRate {
+    /// Bytes per second over the stage so far, and seconds left at that rate.
+    pub fn update(&mut self, p: &Progress, now: Instant) -> (u64, u64) {
         let (stage, began, base) = match self.stage {
             Some(s) if s.0 == p.stage => s,
             _ => (p.stage, now, p.done),
@@ -68,11 +57,37 @@ impl Tracker {
         let secs = now.duration_since(began).as_secs_f64();
         let moved = p.done.saturating_sub(base);
         let rate = if secs > 0.0 { (moved as f64 / secs) as u64 } else { 0 };
+        (rate, p.total.saturating_sub(p.done).checked_div(rate).unwrap_or(0))
+    }
+}
+
+/// Reports one install's progress into `dir`.
+#[derive(Debug)]
+pub struct Tracker {
+    path: PathBuf,
+    start_ticks: u64,
+    started: Instant,
+    rate: StageRate,
+    last_write: Option<(Instant, u64, String)>,
+    report: UpdateProgress,
+}
+
+impl Tracker {
+    pub fn start(dir: &Path, source: &str) -> Tracker {
+        let pid = std::process::id();
+        let report = UpdateProgress { state: "installing".into(), pid, source: source.to_owned(), ..UpdateProgress::default() };
+        let mut t = Tracker { path: dir.join(FILE), start_ticks: start_ticks(pid).unwrap_or(0), started: Instant::now(), rate: StageRate::default(), last_write: None, report };
+        t.write();
+        t
+    }
+
+    pub fn update(&mut self, p: Progress) {
+        let now = Instant::now();
         let r = &mut self.report;
+        (r.rate, r.eta_s) = self.rate.update(&p, now);
         r.stage = stage_name(p.stage);
         r.step = p.step.map(|s| s.to_string()).unwrap_or_default();
-        (r.done, r.total, r.rate) = (p.done, p.total, rate);
-        r.eta_s = p.total.saturating_sub(p.done).checked_div(rate).unwrap_or(0);
+        (r.done, r.total) = (p.done, p.total);
         let percent = (p.done * 100).checked_div(p.total).unwrap_or(0);
         let key = format!("{}/{}", r.stage, r.step);
         let due = self.last_write.as_ref().is_none_or(|(at, pct, k)| *k != key || *pct != percent || now.duration_since(*at) >= EVERY);
@@ -152,7 +167,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut t = Tracker::start(dir.path(), "x");
         t.update(p(Stage::ReadingBack, 0, None));
-        if let Some(s) = t.stage.as_mut() {
+        if let Some(s) = t.rate.stage.as_mut() {
             s.1 -= Duration::from_secs(2);
         }
         t.update(p(Stage::ReadingBack, 500, None));

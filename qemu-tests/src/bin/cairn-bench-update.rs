@@ -143,7 +143,9 @@ fn run() -> Result<(), String> {
         if code != 0 {
             return Err(format!("install failed: {out}"));
         }
-        let v: serde_json::Value = serde_json::from_str(out.trim()).map_err(|e| format!("install JSON: {e}: {out}"))?;
+        // Progress objects come first (stderr, merged by the agent); the result is the last line.
+        let last = out.trim().lines().last().unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(last).map_err(|e| format!("install JSON: {e}: {out}"))?;
         let secs = v["seconds"].as_f64().ok_or("no seconds in the install's JSON")?;
         let (dd_rate, rate) = (payload as f64 / (ms / 1000.0), payload as f64 / secs);
         eprintln!("round {n}: dd {:.1} MiB/s ({ms:.0} ms); install {:.1} MiB/s ({secs:.1} s): {:.2}x dd", dd_rate / 1_048_576.0, rate / 1_048_576.0, rate / dd_rate);

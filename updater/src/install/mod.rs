@@ -6,15 +6,16 @@
 //!    bundle changes nothing at all;
 //! 2. the target slot is marked bad in grubenv, before any byte of it changes;
 //! 3. the payloads stream into root-X and verity-X (and `X/*.new` on the ESP) while they are
-//!    hashed, with no copy of the bundle on disk; the root image's dm-verity root hash is
-//!    computed from the same stream and must be the signed one;
-//! 4. each partition is synced, dropped from the page cache and read back against its
-//!    signed SHA-256 (a disk that lies is caught here, not at the next boot);
+//!    hashed against their signed SHA-256, with no copy of the bundle on disk;
+//! 4. each partition is synced, dropped from the page cache and read back: the root image
+//!    must give the signed dm-verity root hash, the tree its signed SHA-256 (a disk that
+//!    lies is caught here, not at the next boot; [`readback`]);
 //! 5. the kernel, initramfs, `slot.cfg`, the chain of newer TUF roots and the signed manifest
 //!    are put in place on the ESP;
 //! 6. one grubenv write makes X first in ORDER, on trial. Until then the node boots only
 //!    the running slot.
 
+mod readback;
 mod sink;
 #[cfg(test)]
 mod tests;
@@ -22,7 +23,6 @@ mod tests;
 use crate::bundle::{self, BundleError, Manifest, PayloadKind, Policy, Trust};
 use crate::grubenv::{self, GrubenvError};
 use crate::slot::Slot;
-use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -140,23 +140,16 @@ pub fn install(bundle: impl Read, trust: &Trust, policy: &Policy, running: Slot,
         Err(e) => return Err(sink.take_error().unwrap_or(InstallError::Bundle(e))),
     };
     let signed = sink.finish()?;
-    let (root_hash, progress) = (sink.root_hash.take(), sink.progress);
-    if root_hash.as_deref() != Some(manifest.verity.root_hash.as_str()) {
-        return Err(InstallError::Verity { found: root_hash.unwrap_or_default(), signed: manifest.verity.root_hash.clone() });
-    }
+    let progress = sink.progress;
 
     let total: u64 = [PayloadKind::Root, PayloadKind::Verity].iter().filter_map(|&k| manifest.payload(k)).map(|p| p.size).sum();
     let mut done = 0;
-    for (kind, path) in [(PayloadKind::Root, &target.root), (PayloadKind::Verity, &target.verity)] {
-        let Some(p) = manifest.payload(kind) else { continue };
-        let sha = read_back(path, p.size, &mut |n| {
-            done += n;
-            progress(Progress { stage: Stage::ReadingBack, done, total, step: None });
-        })?;
-        if sha != p.sha256 {
-            return Err(InstallError::ReadBack { kind, path: path.clone() });
-        }
-    }
+    // The stage's clock starts here, not at its first MiB.
+    progress(Progress { stage: Stage::ReadingBack, done, total, step: None });
+    readback::check(&manifest, &target.root, &target.verity, &mut |n| {
+        done += n;
+        progress(Progress { stage: Stage::ReadingBack, done, total, step: None });
+    })?;
 
     let mut step = |s: Step| progress(Progress { stage: Stage::Committing, done: total, total, step: Some(s) });
     let dir = target.slot_dir();
@@ -209,23 +202,4 @@ fn rename_durably(from: &Path, to: &Path) -> Result<(), InstallError> {
 
 fn sync_dir(dir: &Path) -> Result<(), InstallError> {
     std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io("cannot sync", dir))
-}
-
-/// SHA-256 of the first `len` bytes of `path`, read from the device rather than the page
-/// cache: the cache is dropped first (the data was synced when it was written).
-fn read_back(path: &Path, len: u64, tick: &mut dyn FnMut(u64)) -> Result<String, InstallError> {
-    let mut f = std::fs::File::open(path).map_err(io("cannot open", path))?;
-    // Advice only: where it is not honoured the read is from the cache, never wrong.
-    let _ = rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed);
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut left = len;
-    while left > 0 {
-        let want = usize::try_from(left.min(buf.len() as u64)).unwrap_or(buf.len());
-        f.read_exact(&mut buf[..want]).map_err(io("cannot read back", path))?;
-        h.update(&buf[..want]);
-        left -= want as u64;
-        tick(want as u64);
-    }
-    Ok(hex::encode(h.finalize()))
 }

@@ -4,7 +4,6 @@
 use super::{InstallError, Progress, SlotTarget, Stage};
 use crate::bundle::{BundleError, Manifest, Payload, PayloadKind, Policy, Signed, Sink};
 use crate::grubenv;
-use crate::verity::{self, VerityParams};
 use std::io::{self, Read, Write};
 use std::path::Path;
 
@@ -13,9 +12,6 @@ pub(super) struct SlotWriter<'a> {
     policy: &'a Policy,
     pub(super) progress: &'a mut dyn FnMut(Progress),
     signed: Option<Signed>,
-    salt: [u8; 32],
-    /// The dm-verity root hash computed over the root image as it streamed past.
-    pub(super) root_hash: Option<String>,
     /// The first failure of the slot's own devices (the reader only sees an `io::Error`).
     error: Option<InstallError>,
     done: u64,
@@ -24,7 +20,7 @@ pub(super) struct SlotWriter<'a> {
 
 impl<'a> SlotWriter<'a> {
     pub(super) fn new(target: &'a SlotTarget, policy: &'a Policy, progress: &'a mut dyn FnMut(Progress)) -> SlotWriter<'a> {
-        SlotWriter { target, policy, progress, signed: None, salt: [0; 32], root_hash: None, error: None, done: 0, total: 0 }
+        SlotWriter { target, policy, progress, signed: None, error: None, done: 0, total: 0 }
     }
 
     pub(super) fn take_error(&mut self) -> Option<InstallError> {
@@ -43,34 +39,31 @@ impl<'a> SlotWriter<'a> {
         io::Error::other(text)
     }
 
-    fn write_to(&mut self, path: &Path, create: bool, p: &Payload, data: &mut dyn Read) -> io::Result<()> {
+    fn write_to(&mut self, path: &Path, create: bool, data: &mut dyn Read) -> io::Result<()> {
         let opened = std::fs::OpenOptions::new().write(true).create(create).truncate(create).open(path);
         let mut f = opened.map_err(|e| self.fail(InstallError::Io { what: "cannot open", path: path.to_owned(), source: e }))?;
         let mut counted = Counted { inner: data, done: &mut self.done, total: self.total, progress: &mut *self.progress };
-        let result = if p.kind == PayloadKind::Root {
-            // Hash the tree over exactly what is written: the signed root hash must come out.
-            let params = VerityParams { salt: self.salt, uuid: [0; 16] };
-            let mut tee = Tee { inner: &mut counted, out: &mut f };
-            match verity::build(&mut tee, p.size, &params, &mut io::sink()) {
-                Ok(info) => {
-                    self.root_hash = Some(info.root_hash);
-                    Ok(())
-                }
-                // The stream ended early: the reader reports the truncation.
-                Err(verity::VerityError::Read(e)) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(()),
-                Err(e) => Err(io::Error::other(e)),
-            }
-        } else {
-            io::copy(&mut counted, &mut f).map(drop)
-        };
-        result.and_then(|()| f.sync_all()).map_err(|e| self.fail(InstallError::Io { what: "cannot write", path: path.to_owned(), source: e }))
+        copy(&mut counted, &mut f).and_then(|()| f.sync_all()).map_err(|e| self.fail(InstallError::Io { what: "cannot write", path: path.to_owned(), source: e }))
+    }
+}
+
+/// Copies all of `from` to `to` a MiB at a time (`io::copy` moves 8 KiB per call: eight
+/// times the system calls, which an emulated machine pays dearly for).
+fn copy(from: &mut dyn Read, to: &mut dyn Write) -> io::Result<()> {
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => to.write_all(&buf[..n])?,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
 }
 
 impl Sink for SlotWriter<'_> {
     fn manifest(&mut self, m: &Manifest, signed: &Signed) -> Result<(), BundleError> {
         self.policy.check(m).map_err(BundleError::Refused)?;
-        hex::decode_to_slice(&m.verity.salt, &mut self.salt).map_err(|_| BundleError::Manifest(crate::bundle::manifest::ManifestError::Hex { field: "verity salt", len: 64 }))?;
         self.total = m.payloads.iter().map(|p| p.size).sum();
         // From here on the slot is being changed: it must not boot until step 6.
         let grub = self.target.grub_dir();
@@ -86,28 +79,14 @@ impl Sink for SlotWriter<'_> {
     fn payload(&mut self, p: &Payload, data: &mut dyn Read) -> io::Result<()> {
         let target = self.target;
         match p.kind {
-            PayloadKind::Root => self.write_to(&target.root, false, p, data),
-            PayloadKind::Verity => self.write_to(&target.verity, false, p, data),
+            PayloadKind::Root => self.write_to(&target.root, false, data),
+            PayloadKind::Verity => self.write_to(&target.verity, false, data),
             PayloadKind::Vmlinuz | PayloadKind::Initrd => {
                 let dir = target.slot_dir();
                 std::fs::create_dir_all(&dir).map_err(|e| self.fail(InstallError::Io { what: "cannot create", path: dir.clone(), source: e }))?;
-                self.write_to(&dir.join(format!("{}.new", p.kind.entry())), true, p, data)
+                self.write_to(&dir.join(format!("{}.new", p.kind.entry())), true, data)
             }
         }
-    }
-}
-
-/// Copies what is read to `out` as well.
-struct Tee<'a, R, W> {
-    inner: &'a mut R,
-    out: &'a mut W,
-}
-
-impl<R: Read, W: Write> Read for Tee<'_, R, W> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.out.write_all(&buf[..n])?;
-        Ok(n)
     }
 }
 

@@ -7,6 +7,7 @@ use crate::bundle::{writer, Payload, SlotVerity, Version};
 use crate::grubenv::GrubEnv;
 use crate::keys::SigningKey;
 use crate::tuf::Role;
+use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
 struct Disk {
@@ -161,6 +162,38 @@ fn a_root_image_that_does_not_give_the_signed_root_hash_is_refused() {
     r.manifest.verity.root_hash = "00".repeat(32);
     let err = install(&bundle(&r)[..], &trust(), &policy(), Slot::A, &d.target, &mut |_| {}).expect_err("verity");
     assert!(matches!(err, InstallError::Verity { .. }), "{err}");
+    untouched(&d);
+    assert!(!env(&d).is_ok(Slot::B));
+}
+
+/// A disk that does not keep what it was given: the bytes change once the stream has
+/// written them (each payload is synced by then), before they are read back.
+fn install_onto_a_lying_disk(d: &Disk, r: &Release, part: &Path) -> InstallError {
+    let part = part.to_owned();
+    let mut changed = 0;
+    let mut lie = |p: Progress| {
+        if p.stage == Stage::Writing && p.done == p.total && changed == 0 {
+            let f = std::fs::OpenOptions::new().write(true).open(&part).expect("open the partition");
+            std::os::unix::fs::FileExt::write_all_at(&f, b"\x5a", 4096 + 17).expect("change a byte");
+            changed += 1;
+        }
+    };
+    let err = install(&bundle(r)[..], &trust(), &policy(), Slot::A, &d.target, &mut lie).expect_err("read back");
+    assert_eq!(changed, 1, "the disk was never changed: the test proves nothing");
+    err
+}
+
+#[test]
+fn a_disk_that_changes_what_was_written_is_caught_by_the_read_back() {
+    let (d, r) = (disk("lying-root"), release());
+    let err = install_onto_a_lying_disk(&d, &r, &d.target.root);
+    assert!(matches!(&err, InstallError::ReadBack { kind: PayloadKind::Root, path } if *path == d.target.root), "{err}");
+    untouched(&d);
+    assert!(!env(&d).is_ok(Slot::B), "a slot that did not read back is bootable");
+
+    let (d, r) = (disk("lying-tree"), release());
+    let err = install_onto_a_lying_disk(&d, &r, &d.target.verity);
+    assert!(matches!(&err, InstallError::ReadBack { kind: PayloadKind::Verity, path } if *path == d.target.verity), "{err}");
     untouched(&d);
     assert!(!env(&d).is_ok(Slot::B));
 }
