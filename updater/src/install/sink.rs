@@ -4,7 +4,7 @@
 use super::{InstallError, Progress, SlotTarget, Stage};
 use crate::bundle::{BundleError, Manifest, Payload, PayloadKind, Policy, Signed, Sink};
 use crate::grubenv;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::Path;
 
 pub(super) struct SlotWriter<'a> {
@@ -43,21 +43,7 @@ impl<'a> SlotWriter<'a> {
         let opened = std::fs::OpenOptions::new().write(true).create(create).truncate(create).open(path);
         let mut f = opened.map_err(|e| self.fail(InstallError::Io { what: "cannot open", path: path.to_owned(), source: e }))?;
         let mut counted = Counted { inner: data, done: &mut self.done, total: self.total, progress: &mut *self.progress };
-        copy(&mut counted, &mut f).and_then(|()| f.sync_all()).map_err(|e| self.fail(InstallError::Io { what: "cannot write", path: path.to_owned(), source: e }))
-    }
-}
-
-/// Copies all of `from` to `to` a MiB at a time (`io::copy` moves 8 KiB per call: eight
-/// times the system calls, which an emulated machine pays dearly for).
-fn copy(from: &mut dyn Read, to: &mut dyn Write) -> io::Result<()> {
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        match from.read(&mut buf) {
-            Ok(0) => return Ok(()),
-            Ok(n) => to.write_all(&buf[..n])?,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
+        crate::bundle::reader::copy(&mut counted, &mut f).and_then(|()| f.sync_all()).map_err(|e| self.fail(InstallError::Io { what: "cannot write", path: path.to_owned(), source: e }))
     }
 }
 
