@@ -224,8 +224,9 @@ fn check_signatures(manifest: &[u8], sigs: &[u8], trust: &Trust) -> Result<(), B
 
 /// Counts what passes through and hashes it on a thread of its own: SHA-256 is most of a
 /// bundle's reading cost, and another core can hash a chunk while this one decodes and
-/// writes the next (`bundle verify` of the test bundle: 2.28 against 2.02 s emulated, 0.16 against 0.13 s natively). At most `AHEAD`
-/// chunks wait for the hasher, so memory stays bounded whatever the sink does.
+/// writes the next (`bundle verify` of the test bundle: 2.28 against 2.02 s emulated, 0.16
+/// against 0.13 s natively). At most `AHEAD` chunks wait for the hasher, so memory stays
+/// bounded whatever the sink does.
 struct Hashing<'a, R> {
     inner: &'a mut R,
     count: u64,
