@@ -8,6 +8,7 @@ pub mod cmdline;
 pub mod control;
 pub mod data;
 pub mod dm;
+pub mod eligibility;
 pub mod journal;
 pub mod kmod;
 pub mod log;
