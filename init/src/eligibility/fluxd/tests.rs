@@ -112,3 +112,15 @@ fn flux_conf_gives_the_rpc_credentials_and_port() {
     assert!(matches!(Conf::parse("rpcuser=a\n"), Err(FluxdError::Conf("rpcpassword"))));
     assert!(matches!(Conf::parse("rpcuser=a\nrpcpassword=b\nrpcport=http\n"), Err(FluxdError::Port(p)) if p == "http"));
 }
+
+#[test]
+fn the_captured_node_has_been_confirmed_for_966_969_blocks_and_must_confirm_within_266() {
+    use crate::eligibility::criteria::{confirmation_margin, evaluate, Rules, Sample, Verdict};
+    let rules = Rules::default();
+    let fluxd = Fluxd::from_answers(chain(), Ok(node()));
+    let c = evaluate(&rules, &Sample { uptime: std::time::Duration::from_secs(444_150), fluxd: fluxd.clone() });
+    assert_eq!((c[1].name, c[1].value, c[1].verdict.clone()), ("confirmed-blocks", Some(2_996_915 - 2_029_946), Verdict::Met));
+    // fluxos_flux_uptime.json: 444,150 s up, short of 30 days by the rest.
+    assert_eq!(c[0].verdict, Verdict::MetIn(std::time::Duration::from_secs(30 * 86_400 - 444_150)));
+    assert_eq!(confirmation_margin(&rules, &fluxd).map(|m| m.0), Some(2_996_541 + 640 - 2_996_915));
+}
