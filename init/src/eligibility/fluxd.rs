@@ -174,18 +174,20 @@ impl Fluxd {
     pub fn from_answers(chain: Result<Value, FluxdError>, node: Result<Value, FluxdError>) -> Fluxd {
         let chain = match chain.and_then(|v| shape::<Chain>("getblockchaininfo", v)) {
             Ok(c) => c,
-            Err(e) => return Fluxd::failed(&e),
+            Err(e) => return Fluxd::from_error(&e),
         };
         if chain.headers > chain.blocks + SYNC_SLACK {
             return Fluxd::Syncing { blocks: chain.blocks, headers: chain.headers };
         }
         match node.and_then(|v| shape::<NodeStatus>("getfluxnodestatus", v)) {
             Ok(node) => Fluxd::Node { height: chain.blocks, node },
-            Err(e) => Fluxd::failed(&e),
+            Err(e) => Fluxd::from_error(&e),
         }
     }
 
-    fn failed(e: &FluxdError) -> Fluxd {
+    /// The state an answer that is an error puts fluxd in: garbage if it was no answer
+    /// fluxd gives, down otherwise (its own error, refused credentials).
+    pub fn from_error(e: &FluxdError) -> Fluxd {
         let reason = crate::log::chain(e);
         match e {
             FluxdError::Envelope { .. } | FluxdError::Shape { .. } => Fluxd::Garbage(reason),

@@ -6,3 +6,4 @@
 
 pub mod criteria;
 pub mod fluxd;
+pub mod rpc;
