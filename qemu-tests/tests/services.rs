@@ -380,12 +380,34 @@ fn a_sandboxed_service_runs_as_its_user_with_its_limits() -> R {
 }
 
 #[test]
-fn the_flux_daemon_doubles_answer_on_their_ports() -> R {
-    let m = boot("the_flux_daemon_doubles_answer_on_their_ports")?;
+fn the_flux_daemon_doubles_answer_and_the_eligibility_tracker_reads_the_captured_node() -> R {
+    let m = boot("the_flux_daemon_doubles_answer_and_the_eligibility_tracker_reads_the_captured_node")?;
     for name in ["fluxd", "fluxbenchd"] {
         let s = wait_service(&m, name, Duration::from_secs(60), |s| s["readiness"] == "ready")?;
         assert_eq!(s["state"], "running", "{s}");
     }
+    // The tracker samples at its start and then every minute: restarted, it samples the
+    // double now (it may have sampled before the double listened).
+    let before = m.succeed("wc -c < /data/cairn/eligibility/history 2>/dev/null || echo 0")?.trim().parse::<u64>().unwrap_or(0);
+    m.succeed("cairnctl restart eligibility")?;
+    m.wait_until_succeeds("cairnctl --json eligibility | grep -q '\"state\":\"node\"'", Duration::from_secs(60))?;
+    let r: Value = serde_json::from_str(&m.succeed("cairnctl --json eligibility")?).unwrap_or_default();
+    let criterion = |name: &str| r["criteria"].as_array().and_then(|a| a.iter().find(|c| c["name"] == name)).cloned().unwrap_or_default();
+    // The captured node: confirmed at 2,029,946, the chain at 2,996,915.
+    let blocks = criterion("confirmed-blocks");
+    assert_eq!((blocks["value"].as_u64(), blocks["verdict"].as_str()), (Some(2_996_915 - 2_029_946), Some("met")), "{r}");
+    assert_eq!(r["confirmation_margin"]["blocks"].as_u64(), Some(2_996_541 + 640 - 2_996_915), "{r}");
+    // OS uptime is the kernel's, and the boot is this one.
+    let (uptime, boot_id) = (m.succeed("cut -d. -f1 /proc/uptime")?.trim().parse::<u64>().unwrap_or(0), m.succeed("cat /proc/sys/kernel/random/boot_id")?);
+    let up = criterion("os-uptime");
+    assert!(up["value"].as_u64().is_some_and(|v| v <= uptime && v + 120 >= uptime), "os-uptime {up} against /proc/uptime {uptime}");
+    assert_eq!((up["verdict"].as_str(), r["eligible"].as_bool()), (Some("met-in"), Some(false)), "{r}");
+    assert_eq!(r["boot_id"].as_str(), Some(boot_id.trim()), "{r}");
+    // The sample is in the history on /data, not only in the report.
+    let after = m.succeed("wc -c < /data/cairn/eligibility/history")?.trim().parse::<u64>().unwrap_or(0);
+    assert!(after > before && r["history_records"].as_u64().is_some_and(|n| n >= 1), "history {before} -> {after} bytes: {r}");
+    let table = m.succeed("cairnctl eligibility")?;
+    assert!(table.contains("CONFIRMED at height 2996915") && table.contains("966969 blocks"), "{table}");
     Ok(())
 }
 

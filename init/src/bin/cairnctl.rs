@@ -35,6 +35,13 @@ commands:
                          with jitter, install what this node's rollout wave is offered, and
                          reboot by the `reboot` policy (now, confirm, or a UTC window like
                          03:00-05:00); --once: one check now
+  eligibility            whether the node meets each reward criterion (OS uptime, confirmed
+                         blocks), when it will, and the margin to its next confirmation, as the
+                         eligibility service last sampled them (rules: [rules] in
+                         /data/cairn/eligibility.toml, else /etc/cairn/eligibility.toml)
+  eligibility track [--once]
+                         (the eligibility service) sample fluxd and the uptime every
+                         `interval_s` into the history on /data/cairn/eligibility
   hardening              the security baseline audit (JSON)
   network check [FILE]   check /data/cairn/network.toml (static addresses) and show the
                          dhcpcd configuration it gives; `cairnctl restart network` applies it
@@ -89,15 +96,6 @@ fn connect(address: Option<&str>) -> Result<ManagerProxyBlocking<'static>, Failu
 
 fn print_json(v: &impl serde::Serialize) {
     println!("{}", serde_json::to_string(v).unwrap_or_else(|_| "null".into()));
-}
-
-fn human_duration(s: u64) -> String {
-    match s {
-        s if s < 120 => format!("{s} s"),
-        s if s < 7200 => format!("{} min", s / 60),
-        s if s < 172_800 => format!("{} h {} min", s / 3600, s % 3600 / 60),
-        s => format!("{} d {} h", s / 86400, s % 86400 / 3600),
-    }
 }
 
 /// `cairnctl network ...`: local, no D-Bus (the network service runs it before the bus
@@ -174,6 +172,9 @@ fn run(args: &[String]) -> Result<(), Failure> {
         println!("{t}");
         return Ok(());
     }
+    if words.first() == Some(&"eligibility") {
+        return eligibility(&words[1..], json, once);
+    }
     if words.first() == Some(&"update") {
         return update(&words[1..], json, repo, once, || connect(address.as_deref()));
     }
@@ -194,7 +195,7 @@ fn run(args: &[String]) -> Result<(), Failure> {
                 println!("slot       {}", s.slot);
                 println!("version    {}", s.version);
                 println!("boot id    {}", s.boot_id);
-                println!("uptime     {}", human_duration(s.uptime_s));
+                println!("uptime     {}", cairn_init::eligibility::show::duration(s.uptime_s));
                 println!("root hash  {}", s.root_hash);
                 println!("ready      {}", if s.ready { "yes" } else { "not yet (services starting)" });
             }
@@ -248,6 +249,25 @@ fn run(args: &[String]) -> Result<(), Failure> {
         _ => return Err(Failure(2, USAGE.into())),
     }
     Ok(())
+}
+
+/// `cairnctl eligibility ...`: the tracker's report, or the tracker itself (the service).
+fn eligibility(words: &[&str], json: bool, once: bool) -> Result<(), Failure> {
+    use cairn_init::eligibility::{show, tracker};
+    let failed = |e: tracker::TrackerError| Failure(1, cairn_init::log::chain(&e));
+    match words {
+        [] => {
+            let r = tracker::read_report(std::path::Path::new(tracker::REPORT)).map_err(failed)?;
+            if json {
+                print_json(&r);
+            } else {
+                print!("{}", show::table(&r));
+            }
+            Ok(())
+        }
+        ["track"] => tracker::track(once).map_err(failed),
+        _ => Err(Failure(2, USAGE.into())),
+    }
 }
 
 /// `cairnctl update ...`: the install engine runs in this process (as root), never in PID 1.

@@ -33,7 +33,7 @@ impl Default for Rules {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Unit {
     Blocks,
@@ -41,23 +41,24 @@ pub enum Unit {
 }
 
 /// Where a criterion stands.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "verdict")]
 pub enum Verdict {
     Met,
-    /// Met after this long if nothing goes wrong (no reboot, no missed confirmation).
-    MetIn(Duration),
+    /// Met after `eta_s` seconds if nothing goes wrong (no reboot, no missed confirmation).
+    MetIn { eta_s: u64 },
     /// Not met and not on its way: why (expired, DOS, fluxd not installed or not answering).
-    Cannot(String),
+    Cannot { reason: String },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Criterion {
-    pub name: &'static str,
+    pub name: String,
     /// `None` where the value is not known (fluxd not answering).
     pub value: Option<u64>,
     pub threshold: u64,
     pub unit: Unit,
+    #[serde(flatten)]
     pub verdict: Verdict,
 }
 
@@ -83,34 +84,34 @@ pub fn evaluate(rules: &Rules, sample: &Sample) -> Vec<Criterion> {
 fn os_uptime(rules: &Rules, uptime: Duration) -> Criterion {
     let value = uptime.as_secs();
     let verdict = match rules.os_uptime_s.checked_sub(value) {
-        Some(left) if left > 0 => Verdict::MetIn(Duration::from_secs(left)),
+        Some(left) if left > 0 => Verdict::MetIn { eta_s: left },
         _ => Verdict::Met,
     };
-    Criterion { name: "os-uptime", value: Some(value), threshold: rules.os_uptime_s, unit: Unit::Seconds, verdict }
+    Criterion { name: "os-uptime".into(), value: Some(value), threshold: rules.os_uptime_s, unit: Unit::Seconds, verdict }
 }
 
 fn confirmed_blocks(rules: &Rules, fluxd: &Fluxd) -> Criterion {
-    let blocks = |n: u64| Duration::from_secs(n.saturating_mul(rules.block_time_s));
+    let blocks = |n: u64| n.saturating_mul(rules.block_time_s);
     let (value, verdict) = match fluxd {
-        Fluxd::NotInstalled => (None, Verdict::Cannot("fluxd is not installed (no flux.conf)".into())),
-        Fluxd::Down(why) => (None, Verdict::Cannot(format!("fluxd does not answer: {why}"))),
-        Fluxd::Garbage(why) => (None, Verdict::Cannot(format!("fluxd's answers make no sense: {why}"))),
-        Fluxd::Syncing { blocks, headers } => (None, Verdict::Cannot(format!("fluxd is syncing (block {blocks} of {headers}): the node's status is not current"))),
+        Fluxd::NotInstalled => (None, Verdict::Cannot { reason: "fluxd is not installed (no flux.conf)".into() }),
+        Fluxd::Down(why) => (None, Verdict::Cannot { reason: format!("fluxd does not answer: {why}") }),
+        Fluxd::Garbage(why) => (None, Verdict::Cannot { reason: format!("fluxd's answers make no sense: {why}") }),
+        Fluxd::Syncing { blocks, headers } => (None, Verdict::Cannot { reason: format!("fluxd is syncing (block {blocks} of {headers}): the node's status is not current") }),
         Fluxd::Node { height, node } => match (&node.status, node.confirmed_height) {
             (Status::Confirmed, Some(since)) => {
                 let n = height.saturating_sub(since);
-                (Some(n), if n >= rules.confirmed_blocks { Verdict::Met } else { Verdict::MetIn(blocks(rules.confirmed_blocks - n)) })
+                (Some(n), if n >= rules.confirmed_blocks { Verdict::Met } else { Verdict::MetIn { eta_s: blocks(rules.confirmed_blocks - n) } })
             }
-            (Status::Confirmed, None) => (None, Verdict::Cannot("fluxd says CONFIRMED but gives no confirmed_height".into())),
+            (Status::Confirmed, None) => (None, Verdict::Cannot { reason: "fluxd says CONFIRMED but gives no confirmed_height".into() }),
             // Confirmation follows the start within a few blocks on a healthy node.
-            (Status::Started, _) => (Some(0), Verdict::MetIn(blocks(rules.confirmed_blocks))),
-            (Status::Expired, _) => (Some(0), Verdict::Cannot("expired: the node missed its confirmation window (or is unknown to the network) and lost its place; it must be started again".into())),
-            (Status::Dos, _) => (Some(0), Verdict::Cannot("DOS: the network bars the node for failing to confirm in time".into())),
-            (Status::Offline, _) => (Some(0), Verdict::Cannot("OFFLINE: the network cannot reach the node".into())),
-            (Status::Other(s), _) => (None, Verdict::Cannot(format!("fluxd's status {s:?} is not one Cairn knows"))),
+            (Status::Started, _) => (Some(0), Verdict::MetIn { eta_s: blocks(rules.confirmed_blocks) }),
+            (Status::Expired, _) => (Some(0), Verdict::Cannot { reason: "expired: the node missed its confirmation window (or is unknown to the network) and lost its place; it must be started again".into() }),
+            (Status::Dos, _) => (Some(0), Verdict::Cannot { reason: "DOS: the network bars the node for failing to confirm in time".into() }),
+            (Status::Offline, _) => (Some(0), Verdict::Cannot { reason: "OFFLINE: the network cannot reach the node".into() }),
+            (Status::Other(s), _) => (None, Verdict::Cannot { reason: format!("fluxd's status {s:?} is not one Cairn knows") }),
         },
     };
-    Criterion { name: "confirmed-blocks", value, threshold: rules.confirmed_blocks, unit: Unit::Blocks, verdict }
+    Criterion { name: "confirmed-blocks".into(), value, threshold: rules.confirmed_blocks, unit: Unit::Blocks, verdict }
 }
 
 /// How long a confirmed node has before it must have confirmed again: blocks left of the
@@ -149,8 +150,8 @@ mod tests {
         let rules = Rules::default();
         // Confirmed 1,600 blocks ago, up 10 days.
         let c = evaluate(&rules, &sample(10, node(Status::Confirmed, 101_600, Some(100_000), Some(101_500))));
-        assert_eq!(c[0].verdict, Verdict::MetIn(Duration::from_secs(20 * DAY)));
-        assert_eq!((c[1].value, c[1].verdict.clone()), (Some(1_600), Verdict::MetIn(Duration::from_secs(20_000 * 30))));
+        assert_eq!(c[0].verdict, Verdict::MetIn { eta_s: 20 * DAY });
+        assert_eq!((c[1].value, c[1].verdict.clone()), (Some(1_600), Verdict::MetIn { eta_s: 20_000 * 30 }));
         assert!(!eligible(&c));
         let c = evaluate(&rules, &sample(30, node(Status::Confirmed, 121_600, Some(100_000), Some(121_500))));
         assert!(eligible(&c), "{c:?}");
@@ -167,12 +168,12 @@ mod tests {
             (Fluxd::Syncing { blocks: 10, headers: 99 }, "syncing"),
         ] {
             let c = evaluate(&rules, &sample(40, fluxd.clone()));
-            assert!(matches!(&c[1].verdict, Verdict::Cannot(why) if why.contains(says)), "{fluxd:?}: {:?}", c[1].verdict);
+            assert!(matches!(&c[1].verdict, Verdict::Cannot { reason } if reason.contains(says)), "{fluxd:?}: {:?}", c[1].verdict);
             assert!(c[0].met() && !eligible(&c));
         }
         // Starting again after expiry: the streak starts from nothing.
         let c = evaluate(&rules, &sample(40, node(Status::Started, 5, None, None)));
-        assert_eq!((c[1].value, c[1].verdict.clone()), (Some(0), Verdict::MetIn(Duration::from_secs(21_600 * 30))));
+        assert_eq!((c[1].value, c[1].verdict.clone()), (Some(0), Verdict::MetIn { eta_s: 21_600 * 30 }));
     }
 
     #[test]

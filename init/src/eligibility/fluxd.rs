@@ -95,6 +95,20 @@ pub enum Status {
     Other(String),
 }
 
+/// As fluxd spells it.
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Status::Confirmed => "CONFIRMED",
+            Status::Started => "STARTED",
+            Status::Offline => "OFFLINE",
+            Status::Dos => "DOS",
+            Status::Expired => "expired",
+            Status::Other(s) => s,
+        })
+    }
+}
+
 impl Status {
     fn parse(s: &str) -> Status {
         match s.to_ascii_uppercase().as_str() {

@@ -8,4 +8,6 @@
 pub mod criteria;
 pub mod fluxd;
 pub mod rpc;
+pub mod show;
 pub mod store;
+pub mod tracker;

@@ -1,8 +1,9 @@
 //! `cairn-flux-double`: the Flux node daemon or benchmark daemon stand-in, for test images
 //! only (see `cairn_qemu_tests::flux`).
 //!
-//!   cairn-flux-double --role fluxd|fluxbenchd [--listen ADDR] [--conf flux.conf]
+//!   cairn-flux-double --role fluxd|fluxbenchd [--listen ADDR] [--conf flux.conf | --install-conf PATH]
 //!   defaults: fluxd on 127.0.0.1:16124, fluxbenchd on 127.0.0.1:16224, the sample flux.conf
+//!   --install-conf: write the sample flux.conf to PATH unless a file is there, and use PATH
 
 use cairn_qemu_tests::flux::{Double, Role, SAMPLE_CONF};
 
@@ -20,7 +21,15 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let conf = match arg(&args, "--conf") {
+    if let Some(p) = arg(&args, "--install-conf") {
+        if !std::path::Path::new(&p).exists() {
+            if let Err(e) = std::fs::write(&p, SAMPLE_CONF) {
+                eprintln!("cairn-flux-double: cannot write {p}: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
+    let conf = match arg(&args, "--conf").or_else(|| arg(&args, "--install-conf")) {
         Some(p) => std::fs::read_to_string(&p).unwrap_or_else(|e| {
             eprintln!("cairn-flux-double: cannot read {p}: {e}");
             std::process::exit(1);

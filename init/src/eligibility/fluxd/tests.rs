@@ -119,8 +119,8 @@ fn the_captured_node_has_been_confirmed_for_966_969_blocks_and_must_confirm_with
     let rules = Rules::default();
     let fluxd = Fluxd::from_answers(chain(), Ok(node()));
     let c = evaluate(&rules, &Sample { uptime: std::time::Duration::from_secs(444_150), fluxd: fluxd.clone() });
-    assert_eq!((c[1].name, c[1].value, c[1].verdict.clone()), ("confirmed-blocks", Some(2_996_915 - 2_029_946), Verdict::Met));
+    assert_eq!((c[1].name.as_str(), c[1].value, c[1].verdict.clone()), ("confirmed-blocks", Some(2_996_915 - 2_029_946), Verdict::Met));
     // fluxos_flux_uptime.json: 444,150 s up, short of 30 days by the rest.
-    assert_eq!(c[0].verdict, Verdict::MetIn(std::time::Duration::from_secs(30 * 86_400 - 444_150)));
+    assert_eq!(c[0].verdict, Verdict::MetIn { eta_s: 30 * 86_400 - 444_150 });
     assert_eq!(confirmation_margin(&rules, &fluxd).map(|m| m.0), Some(2_996_541 + 640 - 2_996_915));
 }

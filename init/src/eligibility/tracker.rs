@@ -1,0 +1,262 @@
+//! The tracker service (`cairnctl eligibility track`, supervised as `eligibility`): every
+//! `interval_s` it samples the kernel's uptime and boot id and fluxd, evaluates the
+//! criteria, appends the sample to the history on /data and writes the report that
+//! `cairnctl eligibility` shows. It runs outside PID 1 and never stops on what fluxd does:
+//! not installed, down, syncing or garbage are states in the report.
+//!
+//! Its lines go to stdout, which the supervisor sends to the journal.
+
+use super::criteria::{self, Criterion, Rules, Sample};
+use super::fluxd::Fluxd;
+use super::store::{Store, StoreError};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The last report, for `cairnctl eligibility` (this boot only).
+pub const REPORT: &str = "/run/cairn/eligibility.json";
+/// The history and anything else the tracker keeps.
+pub const STATE: &str = "/data/cairn/eligibility";
+const HISTORY: &str = "history";
+/// The operator's settings over the image's; the first that exists counts.
+const CONFIGS: [&str; 2] = ["/data/cairn/eligibility.toml", "/etc/cairn/eligibility.toml"];
+/// Where fluxd, run with `-datadir=/data/flux/fluxd`, reads its configuration.
+pub const FLUX_CONF: &str = "/data/flux/fluxd/flux.conf";
+/// A report this large is not one of ours.
+const MAX_REPORT: u64 = 256 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrackerError {
+    #[error("{} is not a valid eligibility configuration", .0.display())]
+    Config(PathBuf, #[source] toml::de::Error),
+    #[error("cannot read {}", .0.display())]
+    ConfigRead(PathBuf, #[source] std::io::Error),
+    #[error("cannot create {STATE}")]
+    State(#[source] std::io::Error),
+    #[error("the history")]
+    Store(#[from] StoreError),
+    #[error("no eligibility report in {REPORT}: is the `eligibility` service running? (`cairnctl services`)")]
+    NoReport(#[source] std::io::Error),
+    #[error("{REPORT} is not an eligibility report")]
+    BadReport(#[source] serde_json::Error),
+}
+
+/// `eligibility.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Seconds between samples.
+    pub interval_s: u64,
+    /// fluxd's configuration (its RPC port and credentials).
+    pub flux_conf: PathBuf,
+    pub rules: Rules,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config { interval_s: 60, flux_conf: FLUX_CONF.into(), rules: Rules::default() }
+    }
+}
+
+/// The configuration from the first of `paths` that exists; none is the defaults.
+pub fn config_from(paths: &[&Path]) -> Result<Config, TrackerError> {
+    for path in paths {
+        match std::fs::read_to_string(path) {
+            Ok(text) => return toml::from_str(&text).map_err(|e| TrackerError::Config(path.to_path_buf(), e)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(TrackerError::ConfigRead(path.to_path_buf(), e)),
+        }
+    }
+    Ok(Config::default())
+}
+
+/// What fluxd was, in the report and the history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FluxdSummary {
+    /// not-installed, down, garbage, syncing or node.
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u64>,
+    /// The node's status as fluxd gives it (CONFIRMED, expired, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmed_height: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_confirmed_height: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl FluxdSummary {
+    pub fn of(f: &Fluxd) -> FluxdSummary {
+        let plain = |state: &str, reason: Option<String>| FluxdSummary { state: state.into(), height: None, status: None, confirmed_height: None, last_confirmed_height: None, reason };
+        match f {
+            Fluxd::NotInstalled => plain("not-installed", None),
+            Fluxd::Down(why) => plain("down", Some(why.clone())),
+            Fluxd::Garbage(why) => plain("garbage", Some(why.clone())),
+            Fluxd::Syncing { blocks, headers } => FluxdSummary { height: Some(*blocks), ..plain("syncing", Some(format!("block {blocks} of {headers}"))) },
+            Fluxd::Node { height, node } => FluxdSummary {
+                height: Some(*height),
+                status: Some(node.status.to_string()),
+                confirmed_height: node.confirmed_height,
+                last_confirmed_height: node.last_confirmed_height,
+                ..plain("node", None)
+            },
+        }
+    }
+}
+
+/// One sample as the history keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    pub boot_id: String,
+    /// CLOCK_BOOTTIME seconds.
+    pub uptime_s: u64,
+    pub fluxd: FluxdSummary,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Margin {
+    pub blocks: u64,
+    pub seconds: u64,
+}
+
+/// What `cairnctl eligibility` shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    pub eligible: bool,
+    pub criteria: Vec<Criterion>,
+    /// Blocks (and seconds) left before a confirmed node must confirm again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmation_margin: Option<Margin>,
+    #[serde(flatten)]
+    pub sample: Record,
+    /// Samples in the history on /data.
+    pub history_records: u64,
+    /// A configuration that was refused (the defaults are used meanwhile).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_error: Option<String>,
+}
+
+impl Report {
+    pub fn new(rules: &Rules, boot_id: &str, sample: &Sample, history_records: u64) -> Report {
+        let criteria = criteria::evaluate(rules, sample);
+        Report {
+            eligible: criteria::eligible(&criteria),
+            confirmation_margin: criteria::confirmation_margin(rules, &sample.fluxd).map(|(blocks, d)| Margin { blocks, seconds: d.as_secs() }),
+            criteria,
+            sample: Record { boot_id: boot_id.to_owned(), uptime_s: sample.uptime.as_secs(), fluxd: FluxdSummary::of(&sample.fluxd) },
+            history_records,
+            config_error: None,
+        }
+    }
+}
+
+/// CLOCK_BOOTTIME: the kernel's uptime, suspend included; no wall-clock step moves it.
+fn uptime() -> Duration {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).map(Duration::from).unwrap_or_default()
+}
+
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id").map(|s| s.trim().to_owned()).unwrap_or_default()
+}
+
+/// Whole or not at all for a reader: a temporary file renamed over the report.
+fn write_report(path: &Path, r: &Report) {
+    let tmp = path.with_extension("json.new");
+    let written = serde_json::to_vec_pretty(r).map_err(std::io::Error::other).and_then(|b| std::fs::write(&tmp, b)).and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        println!("cannot write {}: {e}", path.display());
+    }
+}
+
+/// The last report, for `cairnctl eligibility`.
+pub fn read_report(path: &Path) -> Result<Report, TrackerError> {
+    use std::io::Read;
+    let mut text = Vec::new();
+    std::fs::File::open(path).and_then(|f| f.take(MAX_REPORT).read_to_end(&mut text)).map_err(TrackerError::NoReport)?;
+    serde_json::from_slice(&text).map_err(TrackerError::BadReport)
+}
+
+/// The service: samples until killed (or once, with `once`).
+pub fn track(once: bool) -> Result<(), TrackerError> {
+    let paths: Vec<&Path> = CONFIGS.iter().map(Path::new).collect();
+    let (config, config_error) = match config_from(&paths) {
+        Ok(c) => (c, None),
+        Err(e) => {
+            let why = crate::log::chain(&e);
+            println!("{why}; using the defaults until it is fixed");
+            (Config::default(), Some(why))
+        }
+    };
+    std::fs::create_dir_all(STATE).map_err(TrackerError::State)?;
+    let (mut store, opened) = Store::open(&Path::new(STATE).join(HISTORY))?;
+    if opened.torn > 0 || opened.skipped > 0 {
+        println!("history: {} bytes of a torn last write cut off, {} damaged bytes skipped; {} samples kept", opened.torn, opened.skipped, opened.records.len());
+    }
+    let mut records = opened.records.len() as u64;
+    let boot = boot_id();
+    let mut last_state = String::new();
+    loop {
+        let sample = Sample { uptime: uptime(), fluxd: super::rpc::sample(&config.flux_conf) };
+        let mut report = Report::new(&config.rules, &boot, &sample, records);
+        report.config_error.clone_from(&config_error);
+        // A record of strings and integers always serializes.
+        match store.append(&serde_json::to_vec(&report.sample).unwrap_or_default()) {
+            Ok(()) => {
+                records += 1;
+                report.history_records = records;
+            }
+            Err(e) => println!("cannot keep this sample: {}", crate::log::chain(&e)),
+        }
+        // A line when fluxd's state changes, not every minute.
+        let state = format!("{} {}", report.sample.fluxd.state, report.sample.fluxd.status.as_deref().unwrap_or(""));
+        if state != last_state {
+            println!("fluxd: {}{}; eligible: {}", state.trim(), report.sample.fluxd.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default(), if report.eligible { "yes" } else { "no" });
+            last_state = state;
+        }
+        write_report(Path::new(REPORT), &report);
+        if once {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_secs(config.interval_s.max(1)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eligibility::fluxd::{NodeStatus, Status};
+
+    #[test]
+    fn the_operator_s_configuration_counts_over_the_image_s_and_a_typo_is_refused_by_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (data, image) = (dir.path().join("data.toml"), dir.path().join("image.toml"));
+        assert_eq!(config_from(&[&data, &image]).expect("defaults"), Config::default());
+        std::fs::write(&image, "interval_s = 30\n").expect("image");
+        assert_eq!(config_from(&[&data, &image]).expect("image").interval_s, 30);
+        std::fs::write(&data, "[rules]\nconfirmed_blocks = 100\n").expect("data");
+        let c = config_from(&[&data, &image]).expect("data");
+        assert_eq!((c.interval_s, c.rules.confirmed_blocks, c.rules.os_uptime_s), (60, 100, Rules::default().os_uptime_s));
+        std::fs::write(&data, "[rules]\nconfirmed_block = 100\n").expect("typo");
+        let e = config_from(&[&data, &image]).expect_err("typo");
+        assert!(crate::log::chain(&e).contains("confirmed_block"), "{}", crate::log::chain(&e));
+    }
+
+    #[test]
+    fn a_report_reads_back_as_written_and_says_what_fluxd_was() {
+        let node = NodeStatus { status: Status::Confirmed, tier: None, added_height: Some(10), confirmed_height: Some(10), last_confirmed_height: Some(900), last_paid_height: None };
+        let sample = Sample { uptime: Duration::from_secs(3600), fluxd: Fluxd::Node { height: 1000, node } };
+        let report = Report::new(&Rules::default(), "b00d", &sample, 7);
+        assert_eq!(report.confirmation_margin, Some(Margin { blocks: 540, seconds: 540 * 30 }));
+        assert_eq!((report.sample.fluxd.state.as_str(), report.sample.fluxd.status.as_deref()), ("node", Some("CONFIRMED")));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("eligibility.json");
+        write_report(&path, &report);
+        assert_eq!(read_report(&path).expect("read"), report);
+        std::fs::write(&path, "{}").expect("foreign");
+        assert!(matches!(read_report(&path), Err(TrackerError::BadReport(_))));
+        assert!(matches!(read_report(&dir.path().join("none")), Err(TrackerError::NoReport(_))));
+    }
+}
