@@ -408,7 +408,31 @@ fn the_flux_daemon_doubles_answer_and_the_eligibility_tracker_reads_the_captured
     assert!(after > before && r["history_records"].as_u64().is_some_and(|n| n >= 1), "history {before} -> {after} bytes: {r}");
     let table = m.succeed("cairnctl eligibility")?;
     assert!(table.contains("CONFIRMED at height 2996915") && table.contains("966969 blocks"), "{table}");
+    // The metrics, as the node serves them, through Prometheus's own parser on the host.
+    let metrics = m.succeed("cairnctl eligibility --metrics")?;
+    assert!(metrics.lines().any(|l| l == "cairn_criterion_value_blocks{criterion=\"confirmed-blocks\"} 966969"), "{metrics}");
+    assert_eq!(metrics, m.succeed("cat /run/cairn/metrics/eligibility.prom")?, "the textfile collector's file is the same report");
+    promtool_check(&metrics);
     Ok(())
+}
+
+/// `promtool check metrics`: Prometheus's parser and linter (`./dev setup` unpacks it from
+/// Debian's prometheus package).
+fn promtool_check(text: &str) {
+    use std::io::Write as _;
+    let tool = std::env::var("CAIRN_PROMTOOL").unwrap_or_else(|_| "/var/cache/cairn/promtool/usr/bin/promtool".into());
+    let mut child = std::process::Command::new(&tool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("promtool ({tool}): {e}; `./dev setup` unpacks it from Debian's prometheus package"));
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(text.as_bytes()).expect("write to promtool");
+    }
+    let out = child.wait_with_output().expect("promtool");
+    assert!(out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(), "promtool: {}{}\n{text}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]

@@ -39,6 +39,8 @@ commands:
                          blocks), when it will, and the margin to its next confirmation, as the
                          eligibility service last sampled them (rules: [rules] in
                          /data/cairn/eligibility.toml, else /etc/cairn/eligibility.toml)
+  eligibility --metrics   the same in Prometheus's text format (also in
+                         /run/cairn/metrics/eligibility.prom for node_exporter's textfile collector)
   eligibility track [--once]
                          (the eligibility service) sample fluxd and the uptime every
                          `interval_s` into the history on /data/cairn/eligibility
@@ -141,11 +143,13 @@ fn run(args: &[String]) -> Result<(), Failure> {
     let mut lines: u32 = 50;
     let mut repo: Option<String> = None;
     let mut once = false;
+    let mut metrics = false;
     let mut i = 0;
     while i < args.len() {
         match args[i].as_str() {
             "--json" => {}
             "--once" => once = true,
+            "--metrics" => metrics = true,
             "--address" => {
                 i += 1;
                 address = Some(args.get(i).cloned().ok_or_else(|| Failure(2, "--address needs a value".into()))?);
@@ -173,7 +177,7 @@ fn run(args: &[String]) -> Result<(), Failure> {
         return Ok(());
     }
     if words.first() == Some(&"eligibility") {
-        return eligibility(&words[1..], json, once);
+        return eligibility(&words[1..], json, metrics, once);
     }
     if words.first() == Some(&"update") {
         return update(&words[1..], json, repo, once, || connect(address.as_deref()));
@@ -252,13 +256,15 @@ fn run(args: &[String]) -> Result<(), Failure> {
 }
 
 /// `cairnctl eligibility ...`: the tracker's report, or the tracker itself (the service).
-fn eligibility(words: &[&str], json: bool, once: bool) -> Result<(), Failure> {
-    use cairn_init::eligibility::{show, tracker};
+fn eligibility(words: &[&str], json: bool, metrics: bool, once: bool) -> Result<(), Failure> {
+    use cairn_init::eligibility::{self, show, tracker};
     let failed = |e: tracker::TrackerError| Failure(1, cairn_init::log::chain(&e));
     match words {
         [] => {
             let r = tracker::read_report(std::path::Path::new(tracker::REPORT)).map_err(failed)?;
-            if json {
+            if metrics {
+                print!("{}", eligibility::metrics::render(&r));
+            } else if json {
                 print_json(&r);
             } else {
                 print!("{}", show::table(&r));

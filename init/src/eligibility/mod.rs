@@ -7,6 +7,7 @@
 
 pub mod criteria;
 pub mod fluxd;
+pub mod metrics;
 pub mod rpc;
 pub mod show;
 pub mod store;

@@ -15,6 +15,8 @@ use std::time::Duration;
 
 /// The last report, for `cairnctl eligibility` (this boot only).
 pub const REPORT: &str = "/run/cairn/eligibility.json";
+/// The same in Prometheus's text format, for node_exporter's textfile collector.
+pub const METRICS: &str = "/run/cairn/metrics/eligibility.prom";
 /// The history and anything else the tracker keeps.
 pub const STATE: &str = "/data/cairn/eligibility";
 const HISTORY: &str = "history";
@@ -162,10 +164,16 @@ fn boot_id() -> String {
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id").map(|s| s.trim().to_owned()).unwrap_or_default()
 }
 
-/// Whole or not at all for a reader: a temporary file renamed over the report.
 fn write_report(path: &Path, r: &Report) {
-    let tmp = path.with_extension("json.new");
-    let written = serde_json::to_vec_pretty(r).map_err(std::io::Error::other).and_then(|b| std::fs::write(&tmp, b)).and_then(|()| std::fs::rename(&tmp, path));
+    put(path, &serde_json::to_vec_pretty(r).unwrap_or_default());
+}
+
+/// Whole or not at all for a reader: a temporary file renamed over the old one. A file that
+/// cannot be written costs this sample's report, never the tracker.
+fn put(path: &Path, bytes: &[u8]) {
+    let tmp = path.with_extension("new");
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let written = std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&tmp, bytes)).and_then(|()| std::fs::rename(&tmp, path));
     if let Err(e) = written {
         println!("cannot write {}: {e}", path.display());
     }
@@ -217,6 +225,7 @@ pub fn track(once: bool) -> Result<(), TrackerError> {
             last_state = state;
         }
         write_report(Path::new(REPORT), &report);
+        put(Path::new(METRICS), super::metrics::render(&report).as_bytes());
         if once {
             return Ok(());
         }

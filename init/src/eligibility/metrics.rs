@@ -1,0 +1,128 @@
+//! The report in Prometheus's text exposition format (version 0.0.4), so a fleet of nodes
+//! shows in Grafana: `cairnctl eligibility --metrics`, and the file the tracker writes for
+//! node_exporter's textfile collector (`--collector.textfile.directory=/run/cairn/metrics`).
+
+use super::criteria::{Unit, Verdict};
+use super::tracker::Report;
+use std::fmt::Write;
+
+/// fluxd's states, each a series of its own (1 for the current one), so a dashboard can
+/// count nodes per state.
+const FLUXD_STATES: [&str; 5] = ["not-installed", "down", "garbage", "syncing", "node"];
+
+/// A label value with `\`, `"` and newlines escaped, as the format requires.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+struct Out(String);
+
+impl Out {
+    fn family(&mut self, name: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} gauge");
+    }
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: u64) {
+        let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{}\"", label(v))).collect();
+        let labels = if labels.is_empty() { String::new() } else { format!("{{{}}}", labels.join(",")) };
+        let _ = writeln!(self.0, "{name}{labels} {value}");
+    }
+}
+
+pub fn render(r: &Report) -> String {
+    let mut o = Out(String::new());
+    o.family("cairn_uptime_seconds", "Kernel uptime (CLOCK_BOOTTIME) at the last sample.");
+    o.sample("cairn_uptime_seconds", &[], r.sample.uptime_s);
+    o.family("cairn_eligible", "1 if every eligibility criterion is met.");
+    o.sample("cairn_eligible", &[], u64::from(r.eligible));
+    o.family("cairn_criterion_met", "1 if the criterion is met.");
+    for c in &r.criteria {
+        o.sample("cairn_criterion_met", &[("criterion", &c.name)], u64::from(c.met()));
+    }
+    for (unit, suffix) in [(Unit::Seconds, "seconds"), (Unit::Blocks, "blocks")] {
+        let of_unit: Vec<_> = r.criteria.iter().filter(|c| c.unit == unit).collect();
+        if of_unit.is_empty() {
+            continue;
+        }
+        let (value, threshold) = (format!("cairn_criterion_value_{suffix}"), format!("cairn_criterion_threshold_{suffix}"));
+        o.family(&value, "The criterion's current value (absent while unknown).");
+        for c in &of_unit {
+            if let Some(v) = c.value {
+                o.sample(&value, &[("criterion", &c.name)], v);
+            }
+        }
+        o.family(&threshold, "The value the criterion needs.");
+        for c in &of_unit {
+            o.sample(&threshold, &[("criterion", &c.name)], c.threshold);
+        }
+    }
+    o.family("cairn_criterion_eta_seconds", "Seconds until the criterion is met if nothing goes wrong (only for criteria on their way).");
+    for c in &r.criteria {
+        if let Verdict::MetIn { eta_s } = c.verdict {
+            o.sample("cairn_criterion_eta_seconds", &[("criterion", &c.name)], eta_s);
+        }
+    }
+    o.family("cairn_fluxd_state", "1 for fluxd's state at the last sample.");
+    for s in FLUXD_STATES {
+        o.sample("cairn_fluxd_state", &[("state", s)], u64::from(r.sample.fluxd.state == s));
+    }
+    if let (Some(status), Some(height)) = (&r.sample.fluxd.status, r.sample.fluxd.height) {
+        o.family("cairn_fluxd_node_status", "1 for the node's status as fluxd gives it.");
+        o.sample("cairn_fluxd_node_status", &[("status", status)], 1);
+        o.family("cairn_fluxd_height_blocks", "The chain height fluxd is at.");
+        o.sample("cairn_fluxd_height_blocks", &[], height);
+    }
+    if let Some(m) = r.confirmation_margin {
+        o.family("cairn_confirmation_margin_blocks", "Blocks left before the node must confirm again.");
+        o.sample("cairn_confirmation_margin_blocks", &[], m.blocks);
+    }
+    o.family("cairn_history_records", "Samples kept in the history on /data.");
+    o.sample("cairn_history_records", &[], r.history_records);
+    o.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eligibility::criteria::{Rules, Sample};
+    use crate::eligibility::fluxd::{Fluxd, NodeStatus, Status};
+    use std::time::Duration;
+
+    fn report(fluxd: Fluxd) -> Report {
+        Report::new(&Rules::default(), "b00d", &Sample { uptime: Duration::from_secs(3600), fluxd }, 3)
+    }
+
+    /// Prometheus's own parser: promtool, which `./dev setup` unpacks from Debian's
+    /// prometheus package.
+    pub(crate) fn promtool_check(text: &str) {
+        use std::io::Write as _;
+        let tool = std::env::var("CAIRN_PROMTOOL").unwrap_or_else(|_| "/var/cache/cairn/promtool/usr/bin/promtool".into());
+        let mut child = std::process::Command::new(&tool)
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("promtool ({tool}): {e}; `./dev setup` unpacks it from Debian's prometheus package"));
+        child.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("write");
+        let out = child.wait_with_output().expect("promtool");
+        assert!(out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(), "promtool: {}{}\n{text}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    }
+
+    #[test]
+    fn metrics_of_every_fluxd_state_pass_promtool() {
+        let node = NodeStatus { status: Status::Other("WEIRD \"ONE\"\\".into()), tier: None, added_height: None, confirmed_height: Some(10), last_confirmed_height: Some(900), last_paid_height: None };
+        let confirmed = NodeStatus { status: Status::Confirmed, ..node.clone() };
+        for f in [Fluxd::NotInstalled, Fluxd::Down("refused".into()), Fluxd::Syncing { blocks: 1, headers: 9 }, Fluxd::Node { height: 1000, node }, Fluxd::Node { height: 1000, node: confirmed }] {
+            promtool_check(&render(&report(f)));
+        }
+    }
+
+    #[test]
+    fn the_series_say_what_the_report_says() {
+        let confirmed = NodeStatus { status: Status::Confirmed, tier: None, added_height: None, confirmed_height: Some(10), last_confirmed_height: Some(900), last_paid_height: None };
+        let text = render(&report(Fluxd::Node { height: 1000, node: confirmed }));
+        for line in ["cairn_uptime_seconds 3600", "cairn_eligible 0", "cairn_criterion_value_blocks{criterion=\"confirmed-blocks\"} 990", "cairn_fluxd_state{state=\"node\"} 1", "cairn_fluxd_state{state=\"down\"} 0", "cairn_fluxd_node_status{status=\"CONFIRMED\"} 1", "cairn_confirmation_margin_blocks 540", "cairn_criterion_eta_seconds{criterion=\"os-uptime\"} 2588400"] {
+            assert!(text.lines().any(|l| l == line), "no line {line:?} in\n{text}");
+        }
+    }
+}
