@@ -2,12 +2,15 @@
 //! ../shared/ARCHITECTURE.md, "Eligibility"). So far: what the node daemon says, read once
 //! into types ([`fluxd`]) so that everything after works on values, never on JSON, and the
 //! configured criteria evaluated from one sample ([`criteria`]), fluxd's RPC ([`rpc`]), and
-//! the power-cut-safe file the history will be kept in ([`store`]). The tracker service, the
-//! history's records and the cost of a reboot build on these.
+//! the power-cut-safe file the history is kept in ([`store`]) and what it keeps for how long
+//! ([`retention`]); the tracker service ([`tracker`]) samples, keeps and reports, as a table
+//! ([`show`]) and as Prometheus metrics ([`metrics`]). Still to come: how each boot ended,
+//! the cost of a reboot, soft reboots.
 
 pub mod criteria;
 pub mod fluxd;
 pub mod metrics;
+pub mod retention;
 pub mod rpc;
 pub mod show;
 pub mod store;

@@ -57,19 +57,50 @@ impl Store {
         Ok((Store { path: path.to_owned(), file }, opened))
     }
 
+    /// Replaces the whole history with `records` (compaction): written to a new file,
+    /// synced, renamed over the old one and the directory synced, so a cut at any moment
+    /// leaves either the old history or the new one, whole.
+    pub fn rewrite(&mut self, records: &[Vec<u8>]) -> Result<(), StoreError> {
+        let tmp = self.path.with_extension("compacting");
+        let err = |what, path: &Path| {
+            let path = path.to_owned();
+            move |source| StoreError::Io { what, path, source }
+        };
+        let mut bytes = Vec::new();
+        for r in records {
+            if r.len() > MAX_RECORD {
+                return Err(StoreError::TooLarge(r.len()));
+            }
+            bytes.extend_from_slice(&frame_of(r));
+        }
+        let mut f = File::create(&tmp).map_err(err("cannot create", &tmp))?;
+        f.write_all(&bytes).and_then(|()| f.sync_all()).map_err(err("cannot write", &tmp))?;
+        std::fs::rename(&tmp, &self.path).map_err(err("cannot rename over", &self.path))?;
+        if let Some(dir) = self.path.parent() {
+            File::open(dir).and_then(|d| d.sync_all()).map_err(err("cannot sync the directory of", &self.path))?;
+        }
+        self.file = OpenOptions::new().append(true).open(&self.path).map_err(err("cannot reopen", &self.path))?;
+        Ok(())
+    }
+
     /// Appends one record and makes it durable.
     pub fn append(&mut self, payload: &[u8]) -> Result<(), StoreError> {
         if payload.len() > MAX_RECORD {
             return Err(StoreError::TooLarge(payload.len()));
         }
-        let mut frame = Vec::with_capacity(HEADER + payload.len());
-        frame.extend_from_slice(&MAGIC);
-        frame.extend_from_slice(&u32::try_from(payload.len()).unwrap_or(u32::MAX).to_le_bytes());
-        frame.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
-        frame.extend_from_slice(payload);
         // One write: a cut tears at most this frame, which the next open drops.
-        self.file.write_all(&frame).and_then(|()| self.file.sync_data()).map_err(|source| StoreError::Io { what: "cannot append to", path: self.path.clone(), source })
+        self.file.write_all(&frame_of(payload)).and_then(|()| self.file.sync_data()).map_err(|source| StoreError::Io { what: "cannot append to", path: self.path.clone(), source })
     }
+}
+
+/// `payload` framed (its length is at most `MAX_RECORD`, checked by the callers).
+fn frame_of(payload: &[u8]) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(HEADER + payload.len());
+    frame.extend_from_slice(&MAGIC);
+    frame.extend_from_slice(&u32::try_from(payload.len()).unwrap_or(u32::MAX).to_le_bytes());
+    frame.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    frame.extend_from_slice(payload);
+    frame
 }
 
 /// The frame starting at `at`, if it is whole and checks: (payload, its end).
@@ -153,6 +184,22 @@ mod tests {
         assert_eq!(opened.records, expected);
         assert!(opened.skipped > 0 && opened.torn == 0, "{opened:?}");
         assert_eq!(std::fs::read(&path).expect("read").len(), bytes.len(), "damage in the middle is never cut off");
+    }
+
+    #[test]
+    fn a_rewrite_replaces_the_history_whole_and_appends_follow_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("history");
+        written(&path, 6);
+        let (mut s, opened) = Store::open(&path).expect("open");
+        let kept: Vec<Vec<u8>> = opened.records.iter().step_by(2).cloned().collect();
+        s.rewrite(&kept).expect("rewrite");
+        s.append(b"after").expect("append");
+        let (_, again) = Store::open(&path).expect("reopen");
+        let mut expected = kept.clone();
+        expected.push(b"after".to_vec());
+        assert_eq!((again.records, again.torn, again.skipped), (expected, 0, 0));
+        assert!(!path.with_extension("compacting").exists(), "the temporary file is left behind");
     }
 
     #[test]

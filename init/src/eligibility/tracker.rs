@@ -7,6 +7,7 @@
 //! Its lines go to stdout, which the supervisor sends to the journal.
 
 use super::criteria::{self, Criterion, Rules, Sample};
+use super::retention;
 use super::fluxd::Fluxd;
 use super::store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
@@ -112,6 +113,10 @@ impl FluxdSummary {
 /// One sample as the history keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
+    /// Seconds since the epoch: only to age the sample out of the history (`retention`),
+    /// never for a criterion.
+    #[serde(default)]
+    pub wall_s: u64,
     pub boot_id: String,
     /// CLOCK_BOOTTIME seconds.
     pub uptime_s: u64,
@@ -148,7 +153,7 @@ impl Report {
             eligible: criteria::eligible(&criteria),
             confirmation_margin: criteria::confirmation_margin(rules, &sample.fluxd).map(|(blocks, d)| Margin { blocks, seconds: d.as_secs() }),
             criteria,
-            sample: Record { boot_id: boot_id.to_owned(), uptime_s: sample.uptime.as_secs(), fluxd: FluxdSummary::of(&sample.fluxd) },
+            sample: Record { wall_s: wall_s(), boot_id: boot_id.to_owned(), uptime_s: sample.uptime.as_secs(), fluxd: FluxdSummary::of(&sample.fluxd) },
             history_records,
             config_error: None,
         }
@@ -158,6 +163,36 @@ impl Report {
 /// CLOCK_BOOTTIME: the kernel's uptime, suspend included; no wall-clock step moves it.
 fn uptime() -> Duration {
     nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).map(Duration::from).unwrap_or_default()
+}
+
+fn wall_s() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Opens the history and thins it by `retention`, rewriting it only if that drops a sample.
+/// Returns the store and the samples it holds.
+pub fn open_compacted(path: &Path, now: u64) -> Result<(Store, u64), TrackerError> {
+    let (mut store, opened) = Store::open(path)?;
+    if opened.torn > 0 || opened.skipped > 0 {
+        println!("history: {} bytes of a torn last write cut off, {} damaged bytes skipped; {} samples kept", opened.torn, opened.skipped, opened.records.len());
+    }
+    let decoded: Vec<Option<Record>> = opened.records.iter().map(|r| serde_json::from_slice(r).ok()).collect();
+    // A record this version cannot read is kept as it is (no time: never aged out).
+    let points: Vec<retention::Point<'_>> = decoded
+        .iter()
+        .map(|r| match r {
+            Some(r) => retention::Point { wall_s: r.wall_s, state: (r.fluxd.state.as_str(), r.fluxd.status.as_deref()) },
+            None => retention::Point { wall_s: 0, state: ("", None) },
+        })
+        .collect();
+    let keep = retention::keep(&points, now);
+    if keep.iter().all(|&k| k) {
+        return Ok((store, opened.records.len() as u64));
+    }
+    let kept: Vec<Vec<u8>> = opened.records.into_iter().zip(&keep).filter(|(_, k)| **k).map(|(r, _)| r).collect();
+    store.rewrite(&kept)?;
+    println!("history: compacted to {} samples ({} thinned or older than a year)", kept.len(), keep.len() - kept.len());
+    Ok((store, kept.len() as u64))
 }
 
 fn boot_id() -> String {
@@ -199,11 +234,9 @@ pub fn track(once: bool) -> Result<(), TrackerError> {
         }
     };
     std::fs::create_dir_all(STATE).map_err(TrackerError::State)?;
-    let (mut store, opened) = Store::open(&Path::new(STATE).join(HISTORY))?;
-    if opened.torn > 0 || opened.skipped > 0 {
-        println!("history: {} bytes of a torn last write cut off, {} damaged bytes skipped; {} samples kept", opened.torn, opened.skipped, opened.records.len());
-    }
-    let mut records = opened.records.len() as u64;
+    let history = Path::new(STATE).join(HISTORY);
+    let (mut store, mut records) = open_compacted(&history, wall_s())?;
+    let mut since_compaction = 0;
     let boot = boot_id();
     let mut last_state = String::new();
     loop {
@@ -214,6 +247,7 @@ pub fn track(once: bool) -> Result<(), TrackerError> {
         match store.append(&serde_json::to_vec(&report.sample).unwrap_or_default()) {
             Ok(()) => {
                 records += 1;
+                since_compaction += 1;
                 report.history_records = records;
             }
             Err(e) => println!("cannot keep this sample: {}", crate::log::chain(&e)),
@@ -228,6 +262,12 @@ pub fn track(once: bool) -> Result<(), TrackerError> {
         put(Path::new(METRICS), super::metrics::render(&report).as_bytes());
         if once {
             return Ok(());
+        }
+        if since_compaction >= retention::EVERY {
+            match open_compacted(&history, wall_s()) {
+                Ok((s, n)) => (store, records, since_compaction) = (s, n, 0),
+                Err(e) => println!("cannot compact the history: {}", crate::log::chain(&e)),
+            }
         }
         std::thread::sleep(Duration::from_secs(config.interval_s.max(1)));
     }
@@ -251,6 +291,26 @@ mod tests {
         std::fs::write(&data, "[rules]\nconfirmed_block = 100\n").expect("typo");
         let e = config_from(&[&data, &image]).expect_err("typo");
         assert!(crate::log::chain(&e).contains("confirmed_block"), "{}", crate::log::chain(&e));
+    }
+
+    #[test]
+    fn opening_the_history_ages_out_old_samples_and_keeps_the_rest_as_written() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("history");
+        let now = 1_000 * 86_400;
+        let record = |wall_s: u64| Record { wall_s, boot_id: "b".into(), uptime_s: 1, fluxd: FluxdSummary::of(&Fluxd::NotInstalled) };
+        {
+            let (mut s, _) = Store::open(&path).expect("open");
+            for r in [record(now - 400 * 86_400), record(now - 60)] {
+                s.append(&serde_json::to_vec(&r).expect("json")).expect("append");
+            }
+            s.append(b"a record from another version").expect("append");
+        }
+        let (_, n) = open_compacted(&path, now).expect("compact");
+        assert_eq!(n, 2, "the year-old sample goes; the recent one and the unreadable one stay");
+        let (_, opened) = Store::open(&path).expect("reopen");
+        assert_eq!(opened.records[0], serde_json::to_vec(&record(now - 60)).expect("json"));
+        assert_eq!(opened.records[1], b"a record from another version");
     }
 
     #[test]
