@@ -413,7 +413,32 @@ fn the_flux_daemon_doubles_answer_and_the_eligibility_tracker_reads_the_captured
     assert!(metrics.lines().any(|l| l == "cairn_criterion_value_blocks{criterion=\"confirmed-blocks\"} 966969"), "{metrics}");
     assert_eq!(metrics, m.succeed("cat /run/cairn/metrics/eligibility.prom")?, "the textfile collector's file is the same report");
     promtool_check(&metrics);
+
+    // The wall clock stepped a day forward, then back (an NTP step, an operator's `date`):
+    // no uptime, no blocks, no ETA moves by more than the real time that passed.
+    let mut last = r;
+    for (step, sign) in [("forward", 1i64), ("back", -1)] {
+        m.succeed(&format!("date -s @$(( $(date +%s) + {} )) >/dev/null; sleep 1", sign * 86_400))?;
+        let next = fresh_eligibility(&m, &last)?;
+        let wall = next["wall_s"].as_i64().unwrap_or(0) - last["wall_s"].as_i64().unwrap_or(0);
+        assert!((wall - sign * 86_400).abs() < 120, "{step}: the guest's clock did not step ({wall} s)");
+        let of = |r: &Value, name: &str, key: &str| r["criteria"].as_array().and_then(|a| a.iter().find(|c| c["name"] == name)).map(|c| c[key].as_i64().unwrap_or(-1)).unwrap_or(-1);
+        let up = of(&next, "os-uptime", "value") - of(&last, "os-uptime", "value");
+        assert!((0..120).contains(&up), "{step}: OS uptime moved {up} s");
+        assert_eq!(of(&next, "os-uptime", "value") + of(&next, "os-uptime", "eta_s"), of(&next, "os-uptime", "threshold"), "{step}: the ETA is not the uptime still needed: {next}");
+        assert_eq!(of(&next, "confirmed-blocks", "value"), of(&last, "confirmed-blocks", "value"), "{step}");
+        assert_eq!(next["confirmation_margin"], last["confirmation_margin"], "{step}");
+        last = next;
+    }
     Ok(())
+}
+
+/// The tracker's report after it sampled again (restarted, it samples at once).
+fn fresh_eligibility(m: &Machine, last: &Value) -> Result<Value, HarnessError> {
+    let before = last["uptime_s"].as_u64().unwrap_or(0);
+    m.succeed("cairnctl restart eligibility")?;
+    m.wait_until_succeeds(&format!("cairnctl --json eligibility | grep -q '\"uptime_s\":' && ! cairnctl --json eligibility | grep -q '\"uptime_s\":{before},'"), Duration::from_secs(60))?;
+    Ok(serde_json::from_str(&m.succeed("cairnctl --json eligibility")?).unwrap_or_default())
 }
 
 /// `promtool check metrics`: Prometheus's parser and linter (`./dev setup` unpacks it from
