@@ -4,7 +4,7 @@
 //!
 //! Status, ListServices and UpdateProgress are open to every caller. Logs is for root, the operator group
 //! and the journal's readers (adm, systemd-journal), as `journalctl` is. Changes
-//! (StartService, StopService, RestartService, Reboot, PowerOff) are refused with
+//! (StartService, StopService, RestartService, Reboot, RebootForUpdate, PowerOff) are refused with
 //! `org.cairn.Init1.Error.AccessDenied` unless the caller is root or in the operator group.
 //!
 //! Who the caller is comes from the bus (GetConnectionCredentials: UnixUserID and
@@ -152,7 +152,14 @@ impl Manager {
 
     async fn reboot(&self, #[zbus(header)] header: Header<'_>, #[zbus(connection)] conn: &zbus::Connection) -> Result<(), Fault> {
         self.authorize(&header, conn, "reboot the node").await?;
-        Ok(self.control.reboot()?)
+        Ok(self.control.reboot(crate::eligibility::boots::Why::Operator)?)
+    }
+
+    /// A reboot to boot an installed update (`cairnctl update reboot`, the update service):
+    /// the history then says the boot ended for an update, not by the operator's hand.
+    async fn reboot_for_update(&self, #[zbus(header)] header: Header<'_>, #[zbus(connection)] conn: &zbus::Connection) -> Result<(), Fault> {
+        self.authorize(&header, conn, "reboot the node").await?;
+        Ok(self.control.reboot(crate::eligibility::boots::Why::Update)?)
     }
 
     async fn power_off(&self, #[zbus(header)] header: Header<'_>, #[zbus(connection)] conn: &zbus::Connection) -> Result<(), Fault> {

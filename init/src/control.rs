@@ -69,7 +69,8 @@ pub trait Control: Send + Sync {
     fn start(&self, name: &str) -> Result<(), ControlError>;
     fn stop(&self, name: &str) -> Result<(), ControlError>;
     fn restart(&self, name: &str) -> Result<(), ControlError>;
-    fn reboot(&self) -> Result<(), ControlError>;
+    /// Reboots; `why` goes into the shutdown marker the tracker reads (`eligibility::boots`).
+    fn reboot(&self, why: crate::eligibility::boots::Why) -> Result<(), ControlError>;
     fn poweroff(&self) -> Result<(), ControlError>;
 }
 

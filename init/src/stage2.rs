@@ -8,11 +8,13 @@
 //!
 //! Signals: SIGINT (Ctrl-Alt-Del, once the kernel's own handling is off) reboots; SIGPWR,
 //! SIGTERM and the ACPI power button power off. Once a shutdown runs, further signals are
-//! ignored.
+//! ignored. The first request writes the shutdown marker on /data (why, when), from which
+//! the eligibility tracker tells a planned reboot from a power loss (`eligibility::boots`).
 
 use crate::control::SystemStatus;
 use crate::logs::LogHub;
 use crate::supervisor::{Supervisor, Waker};
+use crate::eligibility::boots::{self, Why};
 use crate::sys::{Power, Sys};
 use crate::{bootctl, say};
 use nix::mount::MsFlags;
@@ -149,7 +151,7 @@ pub fn run(sys: &dyn Sys, start_ms: u64) -> Result<(), Stage2Error> {
                     say!("WARNING: could not record the failed trial: {}", crate::log::chain(&e));
                 }
                 record_failure(sys);
-                request = Some(Power::Reboot);
+                request = Some((Power::Reboot, Why::Update));
             } else if holds || timed_out {
                 if !holds {
                     say!("WARNING: health gate not met within {} s: {}; the slot is committed, so it is marked good anyway", gate.deadline_s, waiting.join("; "));
@@ -227,19 +229,21 @@ pub fn run(sys: &dyn Sys, start_ms: u64) -> Result<(), Stage2Error> {
 
         while let Ok(Some(info)) = sfd.read_signal() {
             match Signal::try_from(info.ssi_signo as i32) {
-                Ok(Signal::SIGINT) => request = Some(Power::Reboot),
-                Ok(Signal::SIGPWR) | Ok(Signal::SIGTERM) => request = Some(Power::PowerOff),
+                Ok(Signal::SIGINT) => request = Some((Power::Reboot, Why::Operator)),
+                Ok(Signal::SIGPWR) | Ok(Signal::SIGTERM) => request = Some((Power::PowerOff, Why::Clean)),
                 _ => {}
             }
         }
         for (f, ready) in power_buttons.iter_mut().zip(button_ready) {
             if ready && power_key_pressed(f) {
                 say!("power button pressed");
-                request = Some(Power::PowerOff);
+                request = Some((Power::PowerOff, Why::Clean));
             }
         }
-        if let Some(how) = request {
-            sup.request_shutdown(how);
+        if let Some((how, why)) = request {
+            if sup.request_shutdown(how) {
+                record_end(&status.boot_id, why);
+            }
         }
     }
 }
@@ -517,6 +521,18 @@ fn power_key_pressed(f: &mut std::fs::File) -> bool {
         }
     }
     pressed
+}
+
+/// The shutdown marker: why this boot ends, for the tracker's history. A small write to
+/// /data, which PID 1 mounted itself; a failure costs only the record (the next boot then
+/// reads this one as a power loss) and is said.
+fn record_end(boot_id: &str, why: Why) {
+    let wall_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let uptime_s = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).map_or(0, |t| u64::try_from(t.tv_sec()).unwrap_or(0));
+    let marker = boots::Marker { boot_id: boot_id.to_owned(), why, wall_s, uptime_s };
+    if let Err(e) = boots::record_end(std::path::Path::new(boots::MARKER), &marker) {
+        say!("WARNING: cannot record why this boot ends in {}: {e}", boots::MARKER);
+    }
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ fn busctl_sees_the_interface_and_cairnctl_drives_it() {
 
     let intro = Command::new("busctl").args(["--address", &bus.address, "introspect", "org.cairn.Init1", "/org/cairn/Init1"]).output();
     let intro = intro.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).expect("busctl is missing; install it: apt-get install -y systemd");
-    for m in ["org.cairn.Init1.Manager", ".ListServices", ".RestartService", ".Logs", ".Status", ".PowerOff", ".UpdateProgress"] {
+    for m in ["org.cairn.Init1.Manager", ".ListServices", ".RestartService", ".Logs", ".Status", ".PowerOff", ".RebootForUpdate", ".UpdateProgress"] {
         assert!(intro.contains(m), "{m} missing from busctl introspect:\n{intro}");
     }
 
@@ -42,6 +42,19 @@ fn busctl_sees_the_interface_and_cairnctl_drives_it() {
     assert!(err.contains("no service named nosuch"), "{err}");
     assert_eq!(cairnctl(&bus, &["frobnicate"], None).0, 2);
     assert_eq!(fake.calls(), ["restart web"]);
+
+    // Nothing reboots without saying what it costs: with no terminal to ask on, only --yes.
+    let (code, out, err) = cairnctl(&bus, &["reboot"], None);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("no terminal") && out.contains("cost of a reboot"), "{out}{err}");
+    let (code, out, _) = cairnctl(&bus, &["--json", "reboot"], None);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!((code, v["rebooting"].as_bool()), (1, Some(false)), "{out}");
+    assert_eq!(fake.calls(), ["restart web"], "refused means no reboot asked for");
+    assert_eq!(cairnctl(&bus, &["reboot", "--yes"], None).0, 0);
+    // An update's reboot says so, for the history of how boots ended.
+    assert_eq!(cairnctl(&bus, &["update", "reboot"], None).0, 0);
+    assert_eq!(fake.calls(), ["restart web", "reboot Operator", "reboot Update"]);
 }
 
 #[test]

@@ -13,6 +13,8 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 
+pub mod chain;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     /// fluxd: node status, chain, benchmarks passed through.
@@ -54,6 +56,8 @@ pub struct Double {
     role: Role,
     results: BTreeMap<String, Value>,
     auth: String,
+    /// A scripted chain drives heights and the node's status (`chain`).
+    chain: Option<chain::Chain>,
 }
 
 /// rpcuser and rpcpassword from flux.conf text.
@@ -82,7 +86,7 @@ impl Double {
         let (user, pass) = credentials(conf)?;
         use base64::Engine;
         let auth = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}")));
-        Ok(Double { role, results, auth })
+        Ok(Double { role, results, auth, chain: None })
     }
 
     pub fn role(&self) -> Role {
@@ -94,20 +98,33 @@ impl Double {
         self.results.insert(method.to_owned(), result);
     }
 
-    /// One HTTP exchange: (status code, body).
-    pub fn handle(&self, authorization: Option<&str>, body: &[u8]) -> (u16, String) {
+    /// From now on, heights and the node's status follow `chain` (fluxd only).
+    pub fn with_chain(mut self, chain: chain::Chain) -> Double {
+        self.chain = Some(chain);
+        self
+    }
+
+    /// One HTTP exchange: (status code, body); `None` while a scripted fluxd is away (the
+    /// connection is dropped unanswered).
+    pub fn handle(&self, authorization: Option<&str>, body: &[u8]) -> Option<(u16, String)> {
+        let at = self.chain.as_ref().map(|c| c.at(c.height()));
+        if at.as_ref().is_some_and(|a| a.down) {
+            return None;
+        }
         if authorization.map(str::trim) != Some(self.auth.as_str()) {
-            return (401, String::new());
+            return Some((401, String::new()));
         }
         let req: Value = match serde_json::from_slice(body) {
             Ok(v) => v,
-            Err(_) => return (500, json!({"result": null, "error": {"code": -32700, "message": "Parse error"}, "id": null}).to_string()),
+            Err(_) => return Some((500, json!({"result": null, "error": {"code": -32700, "message": "Parse error"}, "id": null}).to_string())),
         };
         let id = req["id"].clone();
-        match req["method"].as_str().and_then(|m| self.results.get(m)) {
+        let method = req["method"].as_str().unwrap_or_default();
+        let scripted = self.chain.as_ref().zip(at.as_ref()).and_then(|(c, at)| c.answer(at, method, self.results.get(method)));
+        Some(match scripted.as_ref().or_else(|| self.results.get(method)) {
             Some(r) => (200, json!({"result": r, "error": null, "id": id}).to_string()),
             None => (404, json!({"result": null, "error": {"code": -32601, "message": "Method not found"}, "id": id}).to_string()),
-        }
+        })
     }
 
     /// Serves HTTP on `listener` until the process ends, one thread per connection.
@@ -145,7 +162,8 @@ impl Double {
             }
             let mut body = vec![0u8; length.min(1 << 20)];
             reader.read_exact(&mut body)?;
-            let (code, text) = if request_line.starts_with("POST ") { self.handle(auth.as_deref(), &body) } else { (405, String::new()) };
+            let answer = if request_line.starts_with("POST ") { self.handle(auth.as_deref(), &body) } else { Some((405, String::new())) };
+            let Some((code, text)) = answer else { return Ok(()) };
             let reason = match code {
                 200 => "OK",
                 401 => "Unauthorized",

@@ -17,7 +17,10 @@ commands:
   services               every service: state, readiness, pid, restarts, last exit
   logs NAME [-n LINES]   recent output of a service (default 50 lines; journalctl -u NAME has all)
   start NAME | stop NAME | restart NAME
-  reboot | poweroff
+  reboot [--yes]         print what a reboot costs (OS uptime lost, each criterion's new ETA,
+                         the downtime against the margin to the next confirmation), ask on a
+                         terminal, and reboot; without a terminal only with --yes
+  poweroff
   update check           ask the update repository for a newer release (TUF metadata verified)
   update install [SOURCE]
                          install a signed bundle into the other slot: SOURCE is a file, a block
@@ -62,6 +65,7 @@ trait Manager {
     fn stop_service(&self, name: &str) -> zbus::Result<()>;
     fn restart_service(&self, name: &str) -> zbus::Result<()>;
     fn reboot(&self) -> zbus::Result<()>;
+    fn reboot_for_update(&self) -> zbus::Result<()>;
     fn power_off(&self) -> zbus::Result<()>;
     fn update_progress(&self) -> zbus::Result<UpdateProgress>;
 }
@@ -144,12 +148,14 @@ fn run(args: &[String]) -> Result<(), Failure> {
     let mut repo: Option<String> = None;
     let mut once = false;
     let mut metrics = false;
+    let mut yes = false;
     let mut i = 0;
     while i < args.len() {
         match args[i].as_str() {
             "--json" => {}
             "--once" => once = true,
             "--metrics" => metrics = true,
+            "--yes" | "-y" => yes = true,
             "--address" => {
                 i += 1;
                 address = Some(args.get(i).cloned().ok_or_else(|| Failure(2, "--address needs a value".into()))?);
@@ -242,15 +248,53 @@ fn run(args: &[String]) -> Result<(), Failure> {
             api()?.restart_service(name).map_err(fail)?;
             done(&format!("{name}: restart requested"));
         }
-        ["reboot"] => {
-            api()?.reboot().map_err(fail)?;
-            done("reboot requested");
-        }
+        ["reboot"] => reboot(json, yes, || api()?.reboot().map_err(fail))?,
         ["poweroff"] => {
             api()?.power_off().map_err(fail)?;
             done("poweroff requested");
         }
         _ => return Err(Failure(2, USAGE.into())),
+    }
+    Ok(())
+}
+
+/// `cairnctl reboot`: nothing reboots the node without saying what it costs. The cost is the
+/// eligibility tracker's (its last report); the operator confirms on a terminal, a script
+/// with --yes.
+fn reboot(json: bool, yes: bool, request: impl FnOnce() -> Result<(), Failure>) -> Result<(), Failure> {
+    use cairn_init::eligibility::{cost, tracker};
+    use std::io::IsTerminal;
+    let report = tracker::read_report(std::path::Path::new(tracker::REPORT));
+    let unknown = report.as_ref().err().map(|e| format!("the cost of a reboot is not known: {}", cairn_init::log::chain(e)));
+    let cost = report.ok().and_then(|r| r.reboot_cost);
+    if !json {
+        match &cost {
+            Some(c) => print!("{}", cost::text(c)),
+            None => println!("{}", unknown.as_deref().unwrap_or("the cost of a reboot is not known")),
+        }
+    }
+    let go = if yes {
+        true
+    } else if std::io::stdin().is_terminal() && !json {
+        use std::io::Write;
+        print!("Reboot now? [y/N] ");
+        let _ = std::io::stdout().flush();
+        let mut line = String::new();
+        let _ = std::io::stdin().read_line(&mut line);
+        matches!(line.trim(), "y" | "Y" | "yes")
+    } else {
+        false
+    };
+    if json {
+        print_json(&serde_json::json!({ "reboot_cost": cost, "cost_unknown": unknown, "rebooting": go }));
+    }
+    if !go {
+        let why = if yes || std::io::stdin().is_terminal() && !json { "not confirmed" } else { "no terminal to ask on: run `cairnctl reboot --yes` to reboot anyway" };
+        return Err(Failure(1, format!("not rebooting: {why}")));
+    }
+    request()?;
+    if !json {
+        println!("reboot requested");
     }
     Ok(())
 }
@@ -373,7 +417,7 @@ fn update(words: &[&str], json: bool, repo_flag: Option<String>, once: bool, api
         }
         ["poll"] => {
             let mut bar = Bar::new(json);
-            let result = update::poll(&sys, repo_flag, once, &mut |p| bar.show(p), &mut || api().map_err(|f| f.1)?.reboot().map_err(|e| fail(e).1));
+            let result = update::poll(&sys, repo_flag, once, &mut |p| bar.show(p), &mut || api().map_err(|f| f.1)?.reboot_for_update().map_err(|e| fail(e).1));
             bar.end();
             result.map_err(failed)?;
         }
@@ -386,7 +430,7 @@ fn update(words: &[&str], json: bool, repo_flag: Option<String>, once: bool, api
             }
         }
         ["reboot"] => {
-            api()?.reboot().map_err(fail)?;
+            api()?.reboot_for_update().map_err(fail)?;
             if json {
                 print_json(&serde_json::json!({ "ok": true }));
             } else {

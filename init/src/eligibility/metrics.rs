@@ -75,6 +75,16 @@ pub fn render(r: &Report) -> String {
         o.family("cairn_confirmation_margin_blocks", "Blocks left before the node must confirm again.");
         o.sample("cairn_confirmation_margin_blocks", &[], m.blocks);
     }
+    if let Some(c) = &r.reboot_cost {
+        o.family("cairn_reboot_downtime_seconds", "Expected downtime of a reboot (this node's median of planned reboots, else assumed).");
+        o.sample("cairn_reboot_downtime_seconds", &[], c.downtime_s);
+        o.family("cairn_reboot_misses_confirmation", "1 if a reboot now would outlast the confirmation margin.");
+        o.sample("cairn_reboot_misses_confirmation", &[], u64::from(c.misses_confirmation));
+    }
+    if let Some(b) = &r.last_boot {
+        o.family("cairn_last_boot_ended", "1 for how the boot before this one ended.");
+        o.sample("cairn_last_boot_ended", &[("ended", &serde_json::to_value(b.previous.ended).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default())], 1);
+    }
     o.family("cairn_history_records", "Samples kept in the history on /data.");
     o.sample("cairn_history_records", &[], r.history_records);
     o.0
@@ -88,7 +98,7 @@ mod tests {
     use std::time::Duration;
 
     fn report(fluxd: Fluxd) -> Report {
-        Report::new(&Rules::default(), "b00d", &Sample { uptime: Duration::from_secs(3600), fluxd }, 3)
+        Report::new(&Rules::default(), "b00d", &Sample { uptime: Duration::from_secs(3600), fluxd }, 3, None)
     }
 
     /// Prometheus's own parser: promtool, which `./dev setup` unpacks from Debian's

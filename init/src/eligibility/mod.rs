@@ -7,6 +7,8 @@
 //! ([`show`]) and as Prometheus metrics ([`metrics`]). Still to come: how each boot ended,
 //! the cost of a reboot, soft reboots.
 
+pub mod boots;
+pub mod cost;
 pub mod criteria;
 pub mod fluxd;
 pub mod metrics;

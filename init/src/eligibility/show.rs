@@ -25,6 +25,14 @@ pub fn table(r: &Report) -> String {
     if let Some(m) = r.confirmation_margin {
         out.push_str(&format!("confirm    within {} blocks (about {})\n", m.blocks, duration(m.seconds)));
     }
+    if let Some(b) = &r.last_boot {
+        let p = &b.previous;
+        let down = p.down_s.map(|d| format!(", down {}", duration(d))).unwrap_or_default();
+        out.push_str(&format!("last boot  {} after {}{down}\n", p.ended, duration(p.ran_s)));
+    }
+    if let Some(c) = &r.reboot_cost {
+        out.push_str(&format!("a reboot   costs {} of uptime, about {} down{}\n", duration(c.uptime_lost_s), duration(c.downtime_s), if c.misses_confirmation { ", and MISSES the confirmation" } else { "" }));
+    }
     out.push_str(&format!("\n{:<18} {:>12} {:>12}  {}\n", "CRITERION", "VALUE", "THRESHOLD", "STATE"));
     for c in &r.criteria {
         let show = |n: u64| match c.unit {

@@ -6,9 +6,11 @@
 //!
 //! Its lines go to stdout, which the supervisor sends to the journal.
 
+use super::boots::{self, Boot, LastSeen};
+use super::cost::{self, RebootCost};
 use super::criteria::{self, Criterion, Rules, Sample};
-use super::retention;
 use super::fluxd::Fluxd;
+use super::retention;
 use super::store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -129,6 +131,14 @@ pub struct Margin {
     pub seconds: u64,
 }
 
+/// One entry of the history: a sample, or a boot (how the one before ended).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Entry {
+    Boot { boot: Boot },
+    Sample(Record),
+}
+
 /// What `cairnctl eligibility` shows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Report {
@@ -144,24 +154,35 @@ pub struct Report {
     /// A configuration that was refused (the defaults are used meanwhile).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_error: Option<String>,
+    /// This boot, and how the one before it ended; none before the first boot the tracker saw
+    /// end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_boot: Option<Boot>,
+    /// What rebooting now would cost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reboot_cost: Option<RebootCost>,
 }
 
 impl Report {
-    pub fn new(rules: &Rules, boot_id: &str, sample: &Sample, history_records: u64) -> Report {
+    /// `measured`: this node's planned-reboot downtime and how many reboots it is from.
+    pub fn new(rules: &Rules, boot_id: &str, sample: &Sample, history_records: u64, measured: Option<(u64, usize)>) -> Report {
         let criteria = criteria::evaluate(rules, sample);
+        let margin = criteria::confirmation_margin(rules, &sample.fluxd).map(|(blocks, d)| Margin { blocks, seconds: d.as_secs() });
         Report {
             eligible: criteria::eligible(&criteria),
-            confirmation_margin: criteria::confirmation_margin(rules, &sample.fluxd).map(|(blocks, d)| Margin { blocks, seconds: d.as_secs() }),
+            reboot_cost: Some(cost::of(rules, &criteria, margin.map(|m| m.seconds), sample.uptime.as_secs(), measured)),
+            confirmation_margin: margin,
             criteria,
             sample: Record { wall_s: wall_s(), boot_id: boot_id.to_owned(), uptime_s: sample.uptime.as_secs(), fluxd: FluxdSummary::of(&sample.fluxd) },
             history_records,
             config_error: None,
+            last_boot: None,
         }
     }
 }
 
 /// CLOCK_BOOTTIME: the kernel's uptime, suspend included; no wall-clock step moves it.
-fn uptime() -> Duration {
+pub fn uptime() -> Duration {
     nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).map(Duration::from).unwrap_or_default()
 }
 
@@ -170,29 +191,32 @@ fn wall_s() -> u64 {
 }
 
 /// Opens the history and thins it by `retention`, rewriting it only if that drops a sample.
-/// Returns the store and the samples it holds.
-pub fn open_compacted(path: &Path, now: u64) -> Result<(Store, u64), TrackerError> {
+/// Returns the store and the entries it holds (`None` for one this version cannot read).
+pub fn open_compacted(path: &Path, now: u64) -> Result<(Store, Vec<Option<Entry>>), TrackerError> {
     let (mut store, opened) = Store::open(path)?;
     if opened.torn > 0 || opened.skipped > 0 {
         println!("history: {} bytes of a torn last write cut off, {} damaged bytes skipped; {} samples kept", opened.torn, opened.skipped, opened.records.len());
     }
-    let decoded: Vec<Option<Record>> = opened.records.iter().map(|r| serde_json::from_slice(r).ok()).collect();
-    // A record this version cannot read is kept as it is (no time: never aged out).
+    let decoded: Vec<Option<Entry>> = opened.records.iter().map(|r| serde_json::from_slice(r).ok()).collect();
+    // A record this version cannot read is kept as it is (no time: never aged out). A boot
+    // is a state of its own, so it and the sample after it count as transitions: kept.
     let points: Vec<retention::Point<'_>> = decoded
         .iter()
         .map(|r| match r {
-            Some(r) => retention::Point { wall_s: r.wall_s, state: (r.fluxd.state.as_str(), r.fluxd.status.as_deref()) },
+            Some(Entry::Sample(r)) => retention::Point { wall_s: r.wall_s, state: (r.fluxd.state.as_str(), r.fluxd.status.as_deref()) },
+            Some(Entry::Boot { boot }) => retention::Point { wall_s: boot.wall_s, state: ("boot", Some(boot.boot_id.as_str())) },
             None => retention::Point { wall_s: 0, state: ("", None) },
         })
         .collect();
     let keep = retention::keep(&points, now);
     if keep.iter().all(|&k| k) {
-        return Ok((store, opened.records.len() as u64));
+        return Ok((store, decoded));
     }
     let kept: Vec<Vec<u8>> = opened.records.into_iter().zip(&keep).filter(|(_, k)| **k).map(|(r, _)| r).collect();
     store.rewrite(&kept)?;
-    println!("history: compacted to {} samples ({} thinned or older than a year)", kept.len(), keep.len() - kept.len());
-    Ok((store, kept.len() as u64))
+    println!("history: compacted to {} entries ({} thinned or older than a year)", kept.len(), keep.len() - kept.len());
+    let decoded = decoded.into_iter().zip(&keep).filter(|(_, k)| **k).map(|(r, _)| r).collect();
+    Ok((store, decoded))
 }
 
 fn boot_id() -> String {
@@ -222,54 +246,129 @@ pub fn read_report(path: &Path) -> Result<Report, TrackerError> {
     serde_json::from_slice(&text).map_err(TrackerError::BadReport)
 }
 
-/// The service: samples until killed (or once, with `once`).
-pub fn track(once: bool) -> Result<(), TrackerError> {
-    let paths: Vec<&Path> = CONFIGS.iter().map(Path::new).collect();
-    let (config, config_error) = match config_from(&paths) {
-        Ok(c) => (c, None),
-        Err(e) => {
-            let why = crate::log::chain(&e);
-            println!("{why}; using the defaults until it is fixed");
-            (Config::default(), Some(why))
-        }
-    };
-    std::fs::create_dir_all(STATE).map_err(TrackerError::State)?;
-    let history = Path::new(STATE).join(HISTORY);
-    let (mut store, mut records) = open_compacted(&history, wall_s())?;
-    let mut since_compaction = 0;
-    let boot = boot_id();
-    let mut last_state = String::new();
-    loop {
-        let sample = Sample { uptime: uptime(), fluxd: super::rpc::sample(&config.flux_conf) };
-        let mut report = Report::new(&config.rules, &boot, &sample, records);
-        report.config_error.clone_from(&config_error);
-        // A record of strings and integers always serializes.
-        match store.append(&serde_json::to_vec(&report.sample).unwrap_or_default()) {
-            Ok(()) => {
-                records += 1;
-                since_compaction += 1;
-                report.history_records = records;
+/// Where the tracker reads and writes: the system's, or a test's.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub report: PathBuf,
+    pub metrics: PathBuf,
+    /// The history's directory.
+    pub state: PathBuf,
+    /// The configuration: the first of these that exists.
+    pub configs: Vec<PathBuf>,
+    /// PID 1's shutdown marker (`boots::MARKER`).
+    pub marker: PathBuf,
+    /// sysfs, for what the hardware kept of a boot that ended without a shutdown.
+    pub sys: PathBuf,
+}
+
+impl Paths {
+    pub fn system() -> Paths {
+        Paths { report: REPORT.into(), metrics: METRICS.into(), state: STATE.into(), configs: CONFIGS.iter().map(PathBuf::from).collect(), marker: boots::MARKER.into(), sys: "/sys".into() }
+    }
+}
+
+/// The tracker between samples.
+#[derive(Debug)]
+pub struct Tracker {
+    paths: Paths,
+    pub config: Config,
+    config_error: Option<String>,
+    store: Store,
+    records: u64,
+    since_compaction: u64,
+    boot_id: String,
+    /// Every boot in the history, oldest first: the planned ones measure a reboot's downtime.
+    boots: Vec<Boot>,
+    /// The history's last sample from before this tracker started, until the first sample
+    /// tells whether this is a new boot.
+    last_seen: Option<LastSeen>,
+    this_boot: Option<Boot>,
+    last_state: String,
+}
+
+impl Tracker {
+    /// Reads the configuration (a refused one is reported, the defaults used) and opens the
+    /// history, compacted.
+    pub fn open(paths: Paths, boot_id: &str) -> Result<Tracker, TrackerError> {
+        let configs: Vec<&Path> = paths.configs.iter().map(PathBuf::as_path).collect();
+        let (config, config_error) = match config_from(&configs) {
+            Ok(c) => (c, None),
+            Err(e) => {
+                let why = crate::log::chain(&e);
+                println!("{why}; using the defaults until it is fixed");
+                (Config::default(), Some(why))
             }
-            Err(e) => println!("cannot keep this sample: {}", crate::log::chain(&e)),
+        };
+        std::fs::create_dir_all(&paths.state).map_err(TrackerError::State)?;
+        let (store, entries) = open_compacted(&paths.state.join(HISTORY), wall_s())?;
+        let boots: Vec<Boot> = entries.iter().filter_map(|e| if let Some(Entry::Boot { boot }) = e { Some(boot.clone()) } else { None }).collect();
+        let last_seen = entries.iter().rev().find_map(|e| if let Some(Entry::Sample(r)) = e { Some(LastSeen { boot_id: r.boot_id.clone(), wall_s: r.wall_s, uptime_s: r.uptime_s }) } else { None });
+        let this_boot = boots.iter().rev().find(|b| b.boot_id == boot_id).cloned();
+        let records = entries.len() as u64;
+        Ok(Tracker { paths, config, config_error, store, records, since_compaction: 0, boot_id: boot_id.to_owned(), boots, last_seen, this_boot, last_state: String::new() })
+    }
+
+    /// Keeps one sample (and, at the first, the boot it is in if that is new), writes the
+    /// report and the metrics, and returns the report.
+    pub fn step(&mut self, sample: &Sample) -> Report {
+        if let Some(last) = self.last_seen.take() {
+            let marker = boots::read_marker(&self.paths.marker);
+            let traces = boots::Traces::read(&self.paths.sys);
+            if let Some(boot) = boots::new_boot(&self.boot_id, wall_s(), sample.uptime.as_secs(), &last, marker.as_ref(), &traces) {
+                let p = &boot.previous;
+                let down = p.down_s.map(|d| format!(", down {}", super::show::duration(d))).unwrap_or_default();
+                println!("boot {}: the previous boot {} ended: {} after {}{down}", boot.boot_id, p.boot_id, p.ended, super::show::duration(p.ran_s));
+                self.keep(&Entry::Boot { boot: boot.clone() });
+                self.boots.push(boot.clone());
+                self.this_boot = Some(boot);
+            }
         }
+        let measured = boots::planned_downtime(&self.boots);
+        let mut report = Report::new(&self.config.rules, &self.boot_id, sample, self.records, measured);
+        report.config_error.clone_from(&self.config_error);
+        report.last_boot.clone_from(&self.this_boot);
+        self.keep(&Entry::Sample(report.sample.clone()));
+        report.history_records = self.records;
         // A line when fluxd's state changes, not every minute.
         let state = format!("{} {}", report.sample.fluxd.state, report.sample.fluxd.status.as_deref().unwrap_or(""));
-        if state != last_state {
+        if state != self.last_state {
             println!("fluxd: {}{}; eligible: {}", state.trim(), report.sample.fluxd.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default(), if report.eligible { "yes" } else { "no" });
-            last_state = state;
+            self.last_state = state;
         }
-        write_report(Path::new(REPORT), &report);
-        put(Path::new(METRICS), super::metrics::render(&report).as_bytes());
-        if once {
-            return Ok(());
-        }
-        if since_compaction >= retention::EVERY {
-            match open_compacted(&history, wall_s()) {
-                Ok((s, n)) => (store, records, since_compaction) = (s, n, 0),
+        write_report(&self.paths.report, &report);
+        put(&self.paths.metrics, super::metrics::render(&report).as_bytes());
+        if self.since_compaction >= retention::EVERY {
+            match open_compacted(&self.paths.state.join(HISTORY), wall_s()) {
+                Ok((store, entries)) => (self.store, self.records, self.since_compaction) = (store, entries.len() as u64, 0),
                 Err(e) => println!("cannot compact the history: {}", crate::log::chain(&e)),
             }
         }
-        std::thread::sleep(Duration::from_secs(config.interval_s.max(1)));
+        report
+    }
+
+    /// Appends one entry to the history; one that cannot be kept costs only itself.
+    fn keep(&mut self, entry: &Entry) {
+        // An entry of strings and integers always serializes.
+        match self.store.append(&serde_json::to_vec(entry).unwrap_or_default()) {
+            Ok(()) => {
+                self.records += 1;
+                self.since_compaction += 1;
+            }
+            Err(e) => println!("cannot keep this {}: {}", if matches!(entry, Entry::Boot { .. }) { "boot" } else { "sample" }, crate::log::chain(&e)),
+        }
+    }
+}
+
+/// The service: samples until killed (or once, with `once`).
+pub fn track(once: bool) -> Result<(), TrackerError> {
+    let mut tracker = Tracker::open(Paths::system(), &boot_id())?;
+    loop {
+        let sample = Sample { uptime: uptime(), fluxd: super::rpc::sample(&tracker.config.flux_conf) };
+        tracker.step(&sample);
+        if once {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_secs(tracker.config.interval_s.max(1)));
     }
 }
 
@@ -306,8 +405,8 @@ mod tests {
             }
             s.append(b"a record from another version").expect("append");
         }
-        let (_, n) = open_compacted(&path, now).expect("compact");
-        assert_eq!(n, 2, "the year-old sample goes; the recent one and the unreadable one stay");
+        let (_, entries) = open_compacted(&path, now).expect("compact");
+        assert_eq!(entries.len(), 2, "the year-old sample goes; the recent one and the unreadable one stay");
         let (_, opened) = Store::open(&path).expect("reopen");
         assert_eq!(opened.records[0], serde_json::to_vec(&record(now - 60)).expect("json"));
         assert_eq!(opened.records[1], b"a record from another version");
@@ -317,7 +416,7 @@ mod tests {
     fn a_report_reads_back_as_written_and_says_what_fluxd_was() {
         let node = NodeStatus { status: Status::Confirmed, tier: None, added_height: Some(10), confirmed_height: Some(10), last_confirmed_height: Some(900), last_paid_height: None };
         let sample = Sample { uptime: Duration::from_secs(3600), fluxd: Fluxd::Node { height: 1000, node } };
-        let report = Report::new(&Rules::default(), "b00d", &sample, 7);
+        let report = Report::new(&Rules::default(), "b00d", &sample, 7, None);
         assert_eq!(report.confirmation_margin, Some(Margin { blocks: 540, seconds: 540 * 30 }));
         assert_eq!((report.sample.fluxd.state.as_str(), report.sample.fluxd.status.as_deref()), ("node", Some("CONFIRMED")));
         let dir = tempfile::tempdir().expect("tempdir");
@@ -327,5 +426,53 @@ mod tests {
         std::fs::write(&path, "{}").expect("foreign");
         assert!(matches!(read_report(&path), Err(TrackerError::BadReport(_))));
         assert!(matches!(read_report(&dir.path().join("none")), Err(TrackerError::NoReport(_))));
+    }
+
+    fn paths(dir: &Path) -> Paths {
+        Paths { report: dir.join("eligibility.json"), metrics: dir.join("eligibility.prom"), state: dir.join("state"), configs: vec![dir.join("eligibility.toml")], marker: dir.join("ended.json"), sys: dir.join("sys") }
+    }
+
+    fn sample(uptime_s: u64) -> Sample {
+        Sample { uptime: Duration::from_secs(uptime_s), fluxd: Fluxd::NotInstalled }
+    }
+
+    #[test]
+    fn each_new_boot_is_kept_once_with_how_the_one_before_ended_and_its_downtime_costs_the_next_reboot() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let paths = paths(dir.path());
+        // The first boot the tracker sees: nothing before it to say anything of.
+        let mut t = Tracker::open(paths.clone(), "one").expect("open");
+        let r = t.step(&sample(20));
+        assert_eq!((r.last_boot, r.history_records), (None, 1));
+        let cost = r.reboot_cost.expect("a cost");
+        assert_eq!((cost.uptime_lost_s, cost.downtime_s, cost.downtime_measured_over), (20, cost::ASSUMED_DOWN_S, 0));
+        t.step(&sample(80));
+        drop(t);
+        // The operator reboots: PID 1's marker names boot "one".
+        boots::record_end(&paths.marker, &boots::Marker { boot_id: "one".into(), why: boots::Why::Operator, wall_s: wall_s() - 30, uptime_s: 90 }).expect("marker");
+        let mut t = Tracker::open(paths.clone(), "two").expect("open");
+        let r = t.step(&sample(25));
+        let boot = r.last_boot.clone().expect("a boot record");
+        assert_eq!((boot.boot_id.as_str(), boot.previous.boot_id.as_str(), boot.previous.ended, boot.previous.ran_s), ("two", "one", boots::Ended::Operator, 90));
+        assert!(boot.previous.down_s.is_some_and(|d| (30..40).contains(&d)), "{boot:?}");
+        assert_eq!(r.sample.uptime_s, 25, "OS uptime is this boot's");
+        let measured = r.reboot_cost.expect("a cost");
+        assert_eq!((measured.downtime_s, measured.downtime_measured_over), (boot.previous.down_s.unwrap_or(0), 1));
+        // The tracker restarted in the same boot records no second boot.
+        drop(t);
+        let mut t = Tracker::open(paths.clone(), "two").expect("open");
+        assert_eq!(t.step(&sample(26)).last_boot, Some(boot));
+        drop(t);
+        // A power cut: the marker is boot one's, not two's.
+        let mut t = Tracker::open(paths.clone(), "three").expect("open");
+        let r = t.step(&sample(30));
+        assert_eq!(r.last_boot.map(|b| (b.previous.boot_id, b.previous.ended, b.previous.ran_s)), Some(("two".to_owned(), boots::Ended::PowerLoss, 26)));
+        let (_, opened) = Store::open(&paths.state.join(HISTORY)).expect("history");
+        let kinds: Vec<&str> = opened.records.iter().map(|r| match serde_json::from_slice(r) {
+            Ok(Entry::Boot { .. }) => "boot",
+            Ok(Entry::Sample(_)) => "sample",
+            Err(_) => "?",
+        }).collect();
+        assert_eq!(kinds, ["sample", "sample", "boot", "sample", "sample", "boot", "sample"]);
     }
 }

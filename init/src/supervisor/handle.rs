@@ -4,6 +4,7 @@
 
 use crate::control::{Control, ControlError, ServiceInfo, SystemStatus};
 use crate::logs::LogHub;
+use crate::eligibility::boots::Why;
 use crate::sys::Power;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::mpsc;
@@ -22,7 +23,7 @@ pub(super) enum Ask {
     Start(String),
     Stop(String),
     Restart(String),
-    Power(Power),
+    Power(Power, Why),
 }
 
 /// What the API thread reads without asking the supervisor.
@@ -100,10 +101,10 @@ impl Control for Handle {
     fn restart(&self, name: &str) -> Result<(), ControlError> {
         self.ask(Ask::Restart(name.to_owned()))
     }
-    fn reboot(&self) -> Result<(), ControlError> {
-        self.ask(Ask::Power(Power::Reboot))
+    fn reboot(&self, why: Why) -> Result<(), ControlError> {
+        self.ask(Ask::Power(Power::Reboot, why))
     }
     fn poweroff(&self) -> Result<(), ControlError> {
-        self.ask(Ask::Power(Power::PowerOff))
+        self.ask(Ask::Power(Power::PowerOff, Why::Operator))
     }
 }

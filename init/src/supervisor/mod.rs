@@ -22,6 +22,7 @@ pub use unit::{backoff, describe};
 use crate::logs::LogHub;
 use crate::service::definition::{self, Definition, DefinitionError, RestartPolicy, StopMode};
 use crate::service::{cgroup, order, spawn};
+use crate::eligibility::boots::Why;
 use crate::sys::Power;
 use log::Level;
 use nix::sys::signal::Signal;
@@ -135,9 +136,11 @@ impl Supervisor {
         self.units.iter().any(|u| u.name == name && u.ready)
     }
 
-    /// Starts the orderly shutdown (idempotent: the first request wins).
-    pub fn request_shutdown(&mut self, how: Power) {
-        if self.shutdown.is_none() {
+    /// Starts the orderly shutdown (idempotent: the first request wins). True if this
+    /// request started it.
+    pub fn request_shutdown(&mut self, how: Power) -> bool {
+        let first = self.shutdown.is_none();
+        if first {
             crate::say!("{}: stopping services", if how == Power::Reboot { "rebooting" } else { "powering off" });
             self.shutdown = Some((how, Instant::now()));
             for u in &mut self.units {
@@ -147,6 +150,7 @@ impl Supervisor {
                 }
             }
         }
+        first
     }
 
     /// Some(how) once the shutdown has stopped every service (or its time is up).
@@ -178,7 +182,7 @@ impl Supervisor {
     }
 
     /// Does everything that is due. Returns a power request from the control API, if any.
-    pub fn tick(&mut self) -> Option<Power> {
+    pub fn tick(&mut self) -> Option<(Power, Why)> {
         let now = Instant::now();
         self.waker.drain();
         self.reap(now);
@@ -227,14 +231,14 @@ impl Supervisor {
         }
     }
 
-    fn ask(&mut self, what: Ask, now: Instant, power: &mut Option<Power>) -> Result<(), ControlError> {
+    fn ask(&mut self, what: Ask, now: Instant, power: &mut Option<(Power, Why)>) -> Result<(), ControlError> {
         if self.shutdown.is_some() {
             return Err(ControlError::ShuttingDown);
         }
         let find = |units: &[Unit], n: &str| units.iter().position(|u| u.name == n).ok_or_else(|| ControlError::NoSuchService(n.to_owned()));
         match what {
-            Ask::Power(p) => {
-                *power = Some(p);
+            Ask::Power(p, why) => {
+                *power = Some((p, why));
                 Ok(())
             }
             Ask::Start(n) => {

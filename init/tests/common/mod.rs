@@ -65,8 +65,8 @@ impl Control for Fake {
         self.record(format!("restart {name}"));
         Ok(())
     }
-    fn reboot(&self) -> Result<(), ControlError> {
-        self.record("reboot".into());
+    fn reboot(&self, why: cairn_init::eligibility::boots::Why) -> Result<(), ControlError> {
+        self.record(format!("reboot {why:?}"));
         Ok(())
     }
     fn poweroff(&self) -> Result<(), ControlError> {

@@ -4,7 +4,9 @@
 //!   cairn-flux-double --role fluxd|fluxbenchd [--listen ADDR] [--conf flux.conf | --install-conf PATH]
 //!   defaults: fluxd on 127.0.0.1:16124, fluxbenchd on 127.0.0.1:16224, the sample flux.conf
 //!   --install-conf: write the sample flux.conf to PATH unless a file is there, and use PATH
+//!   --chain SCRIPT: heights and the node's status follow a scripted chain (`flux::chain`)
 
+use cairn_qemu_tests::flux::chain::{Chain, Script};
 use cairn_qemu_tests::flux::{Double, Role, SAMPLE_CONF};
 
 fn arg(args: &[String], name: &str) -> Option<String> {
@@ -41,6 +43,16 @@ fn main() {
         eprintln!("cairn-flux-double: {e}");
         std::process::exit(1);
     });
+    let double = match arg(&args, "--chain") {
+        None => double,
+        Some(p) => match std::fs::read_to_string(&p).map_err(|e| e.to_string()).and_then(|t| Script::parse(&t).map_err(|e| format!("{e}: {}", std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_default()))) {
+            Ok(script) => double.with_chain(Chain::start(script)),
+            Err(e) => {
+                eprintln!("cairn-flux-double: {p}: {e}");
+                std::process::exit(1);
+            }
+        },
+    };
     let listener = std::net::TcpListener::bind(&listen).unwrap_or_else(|e| {
         eprintln!("cairn-flux-double: cannot listen on {listen}: {e}");
         std::process::exit(1);
