@@ -13,6 +13,10 @@ use std::time::{Duration, Instant};
 
 type R = Result<(), HarnessError>;
 
+/// The eligibility tracker on a running node: in this binary, to share its ready snapshot.
+#[path = "services/eligibility.rs"]
+mod eligibility;
+
 fn boot_with(name: &str, edit: impl FnOnce(&mut MachineConfig)) -> Result<Machine, HarnessError> {
     let image = test_image()?;
     let mut cfg = MachineConfig::new(name, &image.disk_path(), Firmware::Bios);
@@ -377,87 +381,6 @@ fn a_sandboxed_service_runs_as_its_user_with_its_limits() -> R {
     let limits = m.succeed(&format!("cat {cg}/memory.max {cg}/cpu.weight {cg}/pids.max"))?;
     assert_eq!(limits.split_whitespace().collect::<Vec<_>>(), [&(16u64 << 20).to_string(), "50", "16"]);
     Ok(())
-}
-
-#[test]
-fn the_flux_daemon_doubles_answer_and_the_eligibility_tracker_reads_the_captured_node() -> R {
-    let m = boot("the_flux_daemon_doubles_answer_and_the_eligibility_tracker_reads_the_captured_node")?;
-    for name in ["fluxd", "fluxbenchd"] {
-        let s = wait_service(&m, name, Duration::from_secs(60), |s| s["readiness"] == "ready")?;
-        assert_eq!(s["state"], "running", "{s}");
-    }
-    // The tracker samples at its start and then every minute: restarted, it samples the
-    // double now (it may have sampled before the double listened).
-    let before = m.succeed("wc -c < /data/cairn/eligibility/history 2>/dev/null || echo 0")?.trim().parse::<u64>().unwrap_or(0);
-    m.succeed("cairnctl restart eligibility")?;
-    m.wait_until_succeeds("cairnctl --json eligibility | grep -q '\"state\":\"node\"'", Duration::from_secs(60))?;
-    let r: Value = serde_json::from_str(&m.succeed("cairnctl --json eligibility")?).unwrap_or_default();
-    let criterion = |name: &str| r["criteria"].as_array().and_then(|a| a.iter().find(|c| c["name"] == name)).cloned().unwrap_or_default();
-    // The captured node: confirmed at 2,029,946, the chain at 2,996,915.
-    let blocks = criterion("confirmed-blocks");
-    assert_eq!((blocks["value"].as_u64(), blocks["verdict"].as_str()), (Some(2_996_915 - 2_029_946), Some("met")), "{r}");
-    assert_eq!(r["confirmation_margin"]["blocks"].as_u64(), Some(2_996_541 + 640 - 2_996_915), "{r}");
-    // OS uptime is the kernel's, and the boot is this one.
-    let (uptime, boot_id) = (m.succeed("cut -d. -f1 /proc/uptime")?.trim().parse::<u64>().unwrap_or(0), m.succeed("cat /proc/sys/kernel/random/boot_id")?);
-    let up = criterion("os-uptime");
-    assert!(up["value"].as_u64().is_some_and(|v| v <= uptime && v + 120 >= uptime), "os-uptime {up} against /proc/uptime {uptime}");
-    assert_eq!((up["verdict"].as_str(), r["eligible"].as_bool()), (Some("met-in"), Some(false)), "{r}");
-    assert_eq!(r["boot_id"].as_str(), Some(boot_id.trim()), "{r}");
-    // The sample is in the history on /data, not only in the report.
-    let after = m.succeed("wc -c < /data/cairn/eligibility/history")?.trim().parse::<u64>().unwrap_or(0);
-    assert!(after > before && r["history_records"].as_u64().is_some_and(|n| n >= 1), "history {before} -> {after} bytes: {r}");
-    let table = m.succeed("cairnctl eligibility")?;
-    assert!(table.contains("CONFIRMED at height 2996915") && table.contains("966969 blocks"), "{table}");
-    // The metrics, as the node serves them, through Prometheus's own parser on the host.
-    let metrics = m.succeed("cairnctl eligibility --metrics")?;
-    assert!(metrics.lines().any(|l| l == "cairn_criterion_value_blocks{criterion=\"confirmed-blocks\"} 966969"), "{metrics}");
-    assert_eq!(metrics, m.succeed("cat /run/cairn/metrics/eligibility.prom")?, "the textfile collector's file is the same report");
-    promtool_check(&metrics);
-
-    // The wall clock stepped a day forward, then back (an NTP step, an operator's `date`):
-    // no uptime, no blocks, no ETA moves by more than the real time that passed.
-    let mut last = r;
-    for (step, sign) in [("forward", 1i64), ("back", -1)] {
-        m.succeed(&format!("date -s @$(( $(date +%s) + {} )) >/dev/null; sleep 1", sign * 86_400))?;
-        let next = fresh_eligibility(&m, &last)?;
-        let wall = next["wall_s"].as_i64().unwrap_or(0) - last["wall_s"].as_i64().unwrap_or(0);
-        assert!((wall - sign * 86_400).abs() < 120, "{step}: the guest's clock did not step ({wall} s)");
-        let of = |r: &Value, name: &str, key: &str| r["criteria"].as_array().and_then(|a| a.iter().find(|c| c["name"] == name)).map(|c| c[key].as_i64().unwrap_or(-1)).unwrap_or(-1);
-        let up = of(&next, "os-uptime", "value") - of(&last, "os-uptime", "value");
-        assert!((0..120).contains(&up), "{step}: OS uptime moved {up} s");
-        assert_eq!(of(&next, "os-uptime", "value") + of(&next, "os-uptime", "eta_s"), of(&next, "os-uptime", "threshold"), "{step}: the ETA is not the uptime still needed: {next}");
-        assert_eq!(of(&next, "confirmed-blocks", "value"), of(&last, "confirmed-blocks", "value"), "{step}");
-        assert_eq!(next["confirmation_margin"], last["confirmation_margin"], "{step}");
-        last = next;
-    }
-    Ok(())
-}
-
-/// The tracker's report after it sampled again (restarted, it samples at once).
-fn fresh_eligibility(m: &Machine, last: &Value) -> Result<Value, HarnessError> {
-    let before = last["uptime_s"].as_u64().unwrap_or(0);
-    m.succeed("cairnctl restart eligibility")?;
-    m.wait_until_succeeds(&format!("cairnctl --json eligibility | grep -q '\"uptime_s\":' && ! cairnctl --json eligibility | grep -q '\"uptime_s\":{before},'"), Duration::from_secs(60))?;
-    Ok(serde_json::from_str(&m.succeed("cairnctl --json eligibility")?).unwrap_or_default())
-}
-
-/// `promtool check metrics`: Prometheus's parser and linter (`./dev setup` unpacks it from
-/// Debian's prometheus package).
-fn promtool_check(text: &str) {
-    use std::io::Write as _;
-    let tool = std::env::var("CAIRN_PROMTOOL").unwrap_or_else(|_| "/var/cache/cairn/promtool/usr/bin/promtool".into());
-    let mut child = std::process::Command::new(&tool)
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("promtool ({tool}): {e}; `./dev setup` unpacks it from Debian's prometheus package"));
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(text.as_bytes()).expect("write to promtool");
-    }
-    let out = child.wait_with_output().expect("promtool");
-    assert!(out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(), "promtool: {}{}\n{text}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]
