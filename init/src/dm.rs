@@ -11,6 +11,7 @@ const DM_NAME_OFFSET: usize = 48;
 const DM_UUID_OFFSET: usize = 176;
 const DM_READONLY_FLAG: u32 = 1 << 0;
 const DM_DEV_CREATE_CMD: u8 = 3;
+const DM_DEV_REMOVE_CMD: u8 = 4;
 const DM_DEV_SUSPEND_CMD: u8 = 6;
 const DM_TABLE_LOAD_CMD: u8 = 9;
 const SPEC_SIZE: usize = 40;
@@ -87,6 +88,26 @@ pub fn create(name: &str, sectors: u64, kind: &str, params: &str) -> Result<u32,
     let mut resume = header(name, 0, 0, 0)?;
     ioctl(&ctl, DM_DEV_SUSPEND_CMD, &mut resume, "resume", name)?;
     Ok(minor)
+}
+
+/// Removes the device-mapper device `name` (DM_DEV_REMOVE): it fails with EBUSY while
+/// anything holds it open, such as a mounted file system.
+pub fn remove(name: &str) -> Result<(), DmError> {
+    let ctl = std::fs::OpenOptions::new().read(true).write(true).open("/dev/mapper/control").map_err(DmError::Control)?;
+    let mut remove = header(name, 0, 0, 0)?;
+    ioctl(&ctl, DM_DEV_REMOVE_CMD, &mut remove, "remove", name)
+}
+
+/// The device-mapper devices, as (name, /dev/dm-N), from sysfs.
+pub fn list() -> Vec<(String, String)> {
+    let Ok(dir) = std::fs::read_dir("/sys/block") else { return Vec::new() };
+    dir.flatten()
+        .filter_map(|e| {
+            let dev = e.file_name().to_string_lossy().into_owned();
+            let name = std::fs::read_to_string(e.path().join("dm/name")).ok()?;
+            Some((name.trim().to_owned(), format!("/dev/{dev}")))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ pub mod netconfig;
 pub mod process;
 pub mod service;
 pub mod shutdown;
+pub mod soft_reboot;
 pub mod stage1;
 pub mod stage2;
 pub mod supervisor;

@@ -38,14 +38,7 @@ pub fn unmount_order(mountinfo: &str) -> Vec<String> {
 
 /// The end of every shutdown: everything after the services have been stopped.
 pub fn finish(sys: &dyn Sys, how: Power, mountinfo: &dyn Fn() -> String) -> ! {
-    say!("sending SIGTERM to all processes");
-    let _ = sys.kill_all(Signal::SIGTERM);
-    let all_gone = || matches!(nix::sys::wait::waitpid(None, Some(nix::sys::wait::WaitPidFlag::WNOHANG)), Err(nix::Error::ECHILD));
-    if !wait_reaping(Duration::from_secs(3), all_gone) {
-        say!("sending SIGKILL to all processes");
-        let _ = sys.kill_all(Signal::SIGKILL);
-        wait_reaping(Duration::from_secs(2), all_gone);
-    }
+    kill_rest(sys);
     sys.sync();
     unmount_all(sys, mountinfo);
     sys.sync();
@@ -53,6 +46,18 @@ pub fn finish(sys: &dyn Sys, how: Power, mountinfo: &dyn Fn() -> String) -> ! {
     loop {
         let _ = sys.power(how);
         std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// SIGTERM to every process left, then SIGKILL to what is still there after 3 s; reaps them.
+pub fn kill_rest(sys: &dyn Sys) {
+    say!("sending SIGTERM to all processes");
+    let _ = sys.kill_all(Signal::SIGTERM);
+    let all_gone = || matches!(nix::sys::wait::waitpid(None, Some(nix::sys::wait::WaitPidFlag::WNOHANG)), Err(nix::Error::ECHILD));
+    if !wait_reaping(Duration::from_secs(3), all_gone) {
+        say!("sending SIGKILL to all processes");
+        let _ = sys.kill_all(Signal::SIGKILL);
+        wait_reaping(Duration::from_secs(2), all_gone);
     }
 }
 

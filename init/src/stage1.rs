@@ -173,19 +173,27 @@ fn read_superblock(dev: &str) -> Result<Superblock, Stage1Error> {
 
 /// dm-verity over the slot's root partition, then the squashfs on top, read-only.
 fn mount_root(sys: &dyn Sys, slot: Slot, disk: &str, root_hash: &str) -> Result<(), Stage1Error> {
+    let _ = std::fs::create_dir_all(SYSROOT);
+    mount_verified_root(sys, slot, disk, root_hash, "root", SYSROOT)
+}
+
+/// The device-mapper device `dm_name` (dm-verity over slot's root and verity partitions on
+/// `disk`, checked against `root_hash`) and its squashfs mounted read-only at `target`,
+/// which must then hold /sbin/init. Stage 1 mounts the root this way; a soft reboot
+/// (`soft_reboot`) the new slot's.
+pub fn mount_verified_root(sys: &dyn Sys, slot: Slot, disk: &str, root_hash: &str, dm_name: &str, target: &str) -> Result<(), Stage1Error> {
     let data = blockdev::wait_for_label(slot.root_label(), "", disk, PARTITION_WAIT)?;
     let hash = blockdev::wait_for_label(slot.verity_label(), "", disk, PARTITION_WAIT)?;
     let sb = read_superblock(&hash.dev_path())?;
     let table = sb.table_params(&data.dev_path(), &hash.dev_path(), root_hash);
-    let minor = dm::create("root", sb.data_sectors(), "verity", &table)?;
+    let minor = dm::create(dm_name, sb.data_sectors(), "verity", &table)?;
     let dev = format!("/dev/dm-{minor}");
     if !blockdev::wait_for_node(&dev, Duration::from_secs(5)) {
         return Err(Stage1Error::Switch(format!("{dev} did not appear after creating the verity device")));
     }
-    let _ = std::fs::create_dir_all(SYSROOT);
-    sys.mount(&dev, SYSROOT, "squashfs", MsFlags::MS_RDONLY | MsFlags::MS_NODEV, "").map_err(|errno| Stage1Error::Root { slot, dev: dev.clone(), errno })?;
-    if std::fs::symlink_metadata(format!("{SYSROOT}/sbin/init")).is_err() {
-        let _ = sys.umount(SYSROOT, false);
+    sys.mount(&dev, target, "squashfs", MsFlags::MS_RDONLY | MsFlags::MS_NODEV, "").map_err(|errno| Stage1Error::Root { slot, dev: dev.clone(), errno })?;
+    if std::fs::symlink_metadata(format!("{target}/sbin/init")).is_err() {
+        let _ = sys.umount(target, false);
         return Err(Stage1Error::EmptyRoot(slot));
     }
     Ok(())

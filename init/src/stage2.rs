@@ -66,9 +66,17 @@ pub fn run(sys: &dyn Sys, start_ms: u64) -> Result<(), Stage2Error> {
     let _ = std::fs::create_dir_all("/data/cairn/services");
 
     let stage1_start: u64 = std::env::var("CAIRN_STAGE1_START_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(start_ms);
-    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-    // Parsed once; the status, mark-good and mark-stable all use this value.
-    let slot = slot_on(&cmdline);
+    // Parsed once; the status, mark-good and mark-stable all use this value. After a soft
+    // reboot the command line still names the slot the kernel booted: the switch's state
+    // names the one that runs.
+    let (slot, root_hash) = crate::soft_reboot::running();
+    let mut soft = crate::soft_reboot::State::read();
+    if let Some(s) = &soft {
+        if std::env::var_os("CAIRN_SOFT_REBOOT").is_some() {
+            say!("soft reboot {}: slot {} (version {}) runs in place of slot {}; kernel and boot id carry on", s.count, s.slot, s.version, s.from_slot);
+            crate::soft_reboot::remove_stale_roots();
+        }
+    }
     let status_slot = slot.map_or_else(|| "?".to_owned(), |s| s.to_string());
     let release = std::fs::read_to_string("/etc/cairn/release").unwrap_or_default();
     // The slot's signed version (stage 1 verified it), else the image's own.
@@ -79,7 +87,7 @@ pub fn run(sys: &dyn Sys, start_ms: u64) -> Result<(), Stage2Error> {
         version: version.clone(),
         boot_id: std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default().trim().to_owned(),
         uptime_s: 0,
-        root_hash: crate::cmdline::value(&cmdline, "cairn.roothash").unwrap_or("").to_owned(),
+        root_hash: root_hash.clone(),
         ready: false,
     };
 
@@ -100,6 +108,9 @@ pub fn run(sys: &dyn Sys, start_ms: u64) -> Result<(), Stage2Error> {
         sup.set_gate_check(argv, Duration::from_secs(gate.check_timeout_s));
     }
     let mut ready = false;
+    // Where an update's reboot goes by soft reboot, once decided; when the services began to stop.
+    let mut soft_target: Option<crate::soft_reboot::Target> = None;
+    let mut stopping_ms = 0u64;
     let mut gate_failed = false;
     let mut power_buttons = open_power_buttons();
     // The loop below wakes at least once a second, so petting from it needs no timer of its own.
@@ -151,6 +162,11 @@ pub fn run(sys: &dyn Sys, start_ms: u64) -> Result<(), Stage2Error> {
                     say!("WARNING: could not record the failed trial: {}", crate::log::chain(&e));
                 }
                 record_failure(sys);
+                // Came here by a soft reboot: go back the same way, to the slot it came from.
+                soft_target = soft.as_ref().and_then(|s| {
+                    let from = cairn_updater::slot::Slot::parse(&s.from_slot).ok()?;
+                    plan_soft(sys, slot?, &root_hash, from)
+                });
                 request = Some((Power::Reboot, Why::Update));
             } else if holds || timed_out {
                 if !holds {
@@ -160,6 +176,14 @@ pub fn run(sys: &dyn Sys, start_ms: u64) -> Result<(), Stage2Error> {
                 ready_at = Some(Instant::now());
                 mark_good(sys, slot, signed_version.as_deref());
                 sup.set_ready();
+                if let Some(s) = soft.as_mut().filter(|s| s.down_ms.is_none()) {
+                    let down = crate::log::uptime_ms().saturating_sub(s.stopping_ms);
+                    s.down_ms = Some(down);
+                    if let Err(e) = s.write() {
+                        say!("WARNING: cannot record the soft reboot's downtime in {}: {e}", crate::soft_reboot::STATE);
+                    }
+                    say!("soft reboot {}: services were down {down} ms (from the first stopping to ready)", s.count);
+                }
                 say!(
                     "CAIRN READY slot={} version={} kernel_ms={} stage1_ms={} stage2_ms={} pid1_rss_kib={} boot_id={}",
                     status_slot,
@@ -208,6 +232,21 @@ pub fn run(sys: &dyn Sys, start_ms: u64) -> Result<(), Stage2Error> {
         }
         if let Some(how) = sup.shutdown_done() {
             monitor.shutting_down();
+            if let (Some(target), Some(from)) = (soft_target.take(), slot) {
+                let state = crate::soft_reboot::State {
+                    slot: target.slot.to_string(),
+                    root_hash: target.root_hash.clone(),
+                    version: target.version.clone(),
+                    from_slot: from.to_string(),
+                    from_root_hash: root_hash.clone(),
+                    count: soft.as_ref().map_or(0, |s| s.count) + 1,
+                    stopping_ms,
+                    down_ms: None,
+                };
+                let e = crate::soft_reboot::switch(sys, &target, &state);
+                say!("soft reboot into slot {} failed: {}; rebooting instead", target.slot, crate::log::chain(&e));
+                record_end(&status.boot_id, Why::Update);
+            }
             crate::shutdown::finish(sys, how, &|| std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default());
         }
 
@@ -241,8 +280,17 @@ pub fn run(sys: &dyn Sys, start_ms: u64) -> Result<(), Stage2Error> {
             }
         }
         if let Some((how, why)) = request {
+            // An update's reboot is a soft one where the new slot allows it (decided before
+            // any service stops); the gate's way back was decided above.
+            if why == Why::Update && how == Power::Reboot && soft_target.is_none() && !gate_failed {
+                soft_target = update_target(sys).and_then(|to| plan_soft(sys, slot?, &root_hash, to));
+            }
             if sup.request_shutdown(how) {
-                record_end(&status.boot_id, why);
+                stopping_ms = crate::log::uptime_ms();
+                // A soft reboot does not end the boot; a failed one records it then.
+                if soft_target.is_none() {
+                    record_end(&status.boot_id, why);
+                }
             }
         }
     }
@@ -348,16 +396,10 @@ fn setup_identity() {
     let _ = nix::unistd::sethostname(name.trim());
 }
 
-/// The running slot, from the kernel command line.
-fn slot_on(cmdline: &str) -> Option<cairn_updater::slot::Slot> {
-    crate::cmdline::value(cmdline, "cairn.slot").and_then(|s| cairn_updater::slot::Slot::parse(s).ok())
-}
-
 /// PID 1's fatal path (an error or a bug in stage 2): count this as a failed boot of the
 /// running slot before the reboot, so a slot that keeps failing hands over.
 pub fn record_failure(sys: &dyn Sys) {
-    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-    match (slot_on(&cmdline), bootctl::EspAccess::recorded()) {
+    match (crate::soft_reboot::running().0, bootctl::EspAccess::recorded()) {
         (Some(slot), Some(access)) => bootctl::record_failed_boot(sys, &access, slot, false),
         _ => say!("WARNING: cannot record the failed boot (no slot on the command line or no boot disk recorded)"),
     }
@@ -521,6 +563,34 @@ fn power_key_pressed(f: &mut std::fs::File) -> bool {
         }
     }
     pressed
+}
+
+/// The slot an update's reboot boots: the one grubenv boots next, if it is not this one and
+/// the operator has not turned soft reboots off (`soft_reboot = false` in the update config).
+fn update_target(sys: &dyn Sys) -> Option<cairn_updater::slot::Slot> {
+    if crate::update::config().is_ok_and(|c| c.soft_reboot == Some(false)) {
+        say!("soft reboots are off (soft_reboot = false in the update config): rebooting fully");
+        return None;
+    }
+    let access = bootctl::EspAccess::recorded()?;
+    let mut next = None;
+    let _ = bootctl::update(sys, &access, |env| next = env.next_boot());
+    let running = crate::soft_reboot::running().0;
+    next.filter(|n| Some(*n) != running)
+}
+
+/// `to` if a soft reboot can start it from `running`, saying why not otherwise.
+fn plan_soft(sys: &dyn Sys, running: cairn_updater::slot::Slot, running_hash: &str, to: cairn_updater::slot::Slot) -> Option<crate::soft_reboot::Target> {
+    match crate::soft_reboot::plan(sys, running, running_hash, to) {
+        Ok(t) => {
+            say!("slot {to} (version {}) has this slot's kernel and initramfs: a soft reboot starts it", t.version);
+            Some(t)
+        }
+        Err(e) => {
+            say!("slot {to} needs a full reboot: {}", crate::log::chain(&e));
+            None
+        }
+    }
 }
 
 /// The shutdown marker: why this boot ends, for the tracker's history. A small write to

@@ -45,6 +45,8 @@ pub trait Sys {
     fn chdir(&self, path: &str) -> Result<()>;
     /// chroot(2).
     fn chroot(&self, path: &str) -> Result<()>;
+    /// pivot_root(2): `new_root` becomes /, the old root is put at `put_old`.
+    fn pivot_root(&self, new_root: &str, put_old: &str) -> Result<()>;
     /// kill(2) with pid -1: every process but PID 1.
     fn kill_all(&self, sig: Signal) -> Result<()>;
     /// sync(2).
@@ -79,6 +81,9 @@ impl Sys for RealSys {
     }
     fn chroot(&self, path: &str) -> Result<()> {
         nix::unistd::chroot(path)
+    }
+    fn pivot_root(&self, new_root: &str, put_old: &str) -> Result<()> {
+        nix::unistd::pivot_root(new_root, put_old)
     }
     fn kill_all(&self, sig: Signal) -> Result<()> {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(-1), sig)
@@ -169,6 +174,9 @@ impl Sys for Recorder {
     fn chroot(&self, path: &str) -> Result<()> {
         self.log(format!("chroot {path}"));
         Ok(())
+    }
+    fn pivot_root(&self, new_root: &str, put_old: &str) -> Result<()> {
+        self.call(format!("pivot_root {new_root} {put_old}"))
     }
     fn kill_all(&self, sig: Signal) -> Result<()> {
         self.log(format!("kill -1 {sig}"));

@@ -137,6 +137,9 @@ fn networked(name: &str, versions: &[&str], rollout: Option<&str>) -> Result<Net
     // (rollout waves and metadata expiry are times). NTP would set it on a real node.
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     m.succeed(&format!("date -u -s @{now} > /dev/null"))?;
+    // These tests are of full reboots (GRUB, stage 1, the tries); the soft reboot's own
+    // test turns this off again.
+    m.succeed("printf 'soft_reboot = false\\n' > /data/cairn/update/config.toml")?;
     Ok(Networked { work, server, url, m })
 }
 
@@ -235,7 +238,7 @@ fn version_n_updates_to_n_plus_1_over_http_resuming_a_dropped_download_and_n_plu
     let (code, out) = m.execute(&format!("cairnctl update check --repo {https} 2>&1"), Duration::from_secs(120))?;
     assert!(code != 0 && out.contains("UnknownIssuer"), "a mirror whose CA the node was not given:\n{out}");
     let pem = ca.ca_pem().map_err(HarnessError::io("read the test CA"))?;
-    m.succeed(&format!("printf '%s' '{pem}' > /data/cairn/update/mirror-ca.pem && printf 'ca_file = \"/data/cairn/update/mirror-ca.pem\"\\n' > /data/cairn/update/config.toml"))?;
+    m.succeed(&format!("printf '%s' '{pem}' > /data/cairn/update/mirror-ca.pem && printf 'ca_file = \"/data/cairn/update/mirror-ca.pem\"\\n' >> /data/cairn/update/config.toml"))?;
     let (code, out) = m.execute(&format!("cairnctl update install --repo {https} 2>&1"), INSTALL_TIMEOUT)?;
     assert_eq!(code, 0, "install 0.4.0, signed after two rotations, from the HTTPS mirror failed:\n{out}");
     assert!(out.contains("installed 0.4.0 into slot a"), "{out}");
@@ -269,7 +272,7 @@ fn a_new_slot_that_fails_its_health_gate_falls_back_and_the_next_poll_does_not_i
     m.succeed("printf 'deadline_s = 60\\ncheck = [\"/bin/sh\", \"-c\", \"grep -q cairn.slot=a /proc/cmdline || exit 3\"]\\n' > /data/cairn/update/gate.toml")?;
     // The update service's own path (issue 9 items 7 and 8): one poll installs what the
     // repository offers and, with the reboot policy "now", reboots into it by itself.
-    m.succeed("printf 'reboot = \"now\"\\n' > /data/cairn/update/config.toml")?;
+    m.succeed("printf 'reboot = \"now\"\\n' >> /data/cairn/update/config.toml")?;
     m.mark_console();
     m.succeed(&format!("cairnctl update poll --once --repo {url} > /data/poll.log 2>&1 < /dev/null &"))?;
     let line = m.wait_for_console_text("failed its health gate", INSTALL_TIMEOUT)?;
@@ -442,5 +445,84 @@ fn a_power_cut_at_any_of_22_points_of_an_update_restarts_into_a_whole_verified_s
     println!("power cuts during an update from 0.1.0 (slot a) to 0.2.0 (slot b), each restarted from the disk as it stood:\n{table}");
     assert!(rows.len() >= 22, "{} cut points:\n{table}", rows.len());
     assert!(rows.iter().all(|(_, _, ok)| *ok), "a restart did not boot the whole slot expected:\n{table}");
+    Ok(())
+}
+
+/// The signed root hash of `slot` as its slot.cfg on the ESP gives it to GRUB.
+fn signed_root_hash(m: &Machine, slot: &str) -> Result<String, HarnessError> {
+    let cfg = edit_esp(m, &format!("cat {slot}/slot.cfg"))?;
+    Ok(cfg.trim().strip_prefix("set cairn_roothash=").unwrap_or_default().to_owned())
+}
+
+fn uptime_s(m: &Machine) -> Result<f64, HarnessError> {
+    Ok(m.succeed("cut -d' ' -f1 /proc/uptime")?.trim().parse().unwrap_or(0.0))
+}
+
+/// Issue 10 item 5: a release whose kernel and initramfs are the running slot's starts by a
+/// soft reboot. The boot id and the kernel's uptime carry on; the root is the new slot's
+/// dm-verity device over its own partitions, with its signed root hash; the services come
+/// back and the slot is committed by its health gate as after a full boot. A release whose
+/// gate fails switches back the same way, and its failure is recorded.
+#[test]
+fn a_userspace_only_update_starts_by_soft_reboot_and_a_bad_one_switches_back_the_same_way() -> R {
+    let n = networked("update_soft_reboot", &["0.2.0"], None)?;
+    let (m, url) = (&n.m, &n.url);
+    online(m)?;
+    // The default: soft reboots on.
+    m.succeed("rm /data/cairn/update/config.toml")?;
+    let boot_id = m.succeed("cat /proc/sys/kernel/random/boot_id")?.trim().to_owned();
+    let (root_a, root_b) = (partition(m, "root-a")?, partition(m, "root-b")?);
+    // The operator's gate check refuses version 0.3.0 only.
+    m.succeed("printf 'deadline_s = 30\\ncheck = [\"/bin/sh\", \"-c\", \"! grep -qx 0.3.0 /run/cairn/slot-version\"]\\n' > /data/cairn/update/gate.toml")?;
+    let (code, out) = m.execute(&format!("cairnctl update install --repo {url} 2>&1"), INSTALL_TIMEOUT)?;
+    assert_eq!(code, 0, "{out}");
+    let before = uptime_s(m)?;
+    m.mark_console();
+    m.succeed("cairnctl update reboot")?;
+    let said = m.wait_for_console_text("a soft reboot starts it", Duration::from_secs(60))?;
+    assert!(said.contains("slot b (version 0.2.0)"), "{said}");
+    let ready = m.wait_for_ready(BOOT_TIMEOUT)?;
+    assert_eq!((ready.slot.as_str(), ready.version.as_str()), ("b", "0.2.0"));
+    m.wait_for_agent(Duration::from_secs(60))?;
+    // The kernel carried on: same boot, its uptime counted on through the switch.
+    assert_eq!(m.succeed("cat /proc/sys/kernel/random/boot_id")?.trim(), boot_id, "a soft reboot is not a new boot");
+    let after = uptime_s(m)?;
+    assert!(after > before, "uptime {before} s before, {after} s after");
+    // The root is slot b's own verity device with b's signed root hash.
+    assert_root_on(m, &root_b, &root_a);
+    let hash = signed_root_hash(m, "b")?;
+    let node: serde_json::Value = serde_json::from_str(&m.succeed("cairnctl --json status")?).expect("status JSON");
+    assert_eq!((node["slot"].as_str(), node["root_hash"].as_str()), (Some("b"), Some(hash.as_str())), "{node}");
+    let dm = m.succeed("grep ' / ' /proc/self/mountinfo | grep -o 'dm-[0-9]*'")?;
+    assert_eq!(m.succeed(&format!("cat /sys/block/{}/dm/name", dm.trim()))?.trim(), "root-b");
+    // The old slot's verity device is gone, so its partitions are free for the next update.
+    m.fail("grep -qx root /sys/block/dm-*/dm/name")?;
+    // Services back, and the slot committed by its gate.
+    for name in ["docker", "journald", "dbus", "eligibility", "fluxd"] {
+        m.wait_until_succeeds(&format!("cairnctl services | grep -qE '^{name} +running '"), Duration::from_secs(90))?;
+    }
+    let st = status(m)?;
+    assert_eq!((st["next_boot"].as_str(), slot(&st, "b")["on_trial"].as_bool()), (Some("b"), Some(false)), "{st}");
+    let down = m.wait_until_succeeds("cairnctl --json eligibility | grep -o '\"down_ms\":[0-9]*'", Duration::from_secs(90))?;
+    println!("soft reboot into 0.2.0: services {down} (first stop to ready), kernel uptime {before:.0} -> {after:.0} s");
+
+    // 0.3.0 from the stick, into slot a: its gate fails; back to b by soft reboot.
+    let (code, out) = install(m, "vdb")?;
+    assert_eq!(code, 0, "{out}");
+    m.mark_console();
+    m.succeed("cairnctl update reboot")?;
+    m.wait_for_console_text("a soft reboot starts it", Duration::from_secs(60))?;
+    let failed = m.wait_for_console_text("failed its health gate", BOOT_TIMEOUT)?;
+    assert!(failed.contains("slot a (version 0.3.0) is on trial"), "{failed}");
+    let ready = m.wait_for_ready(BOOT_TIMEOUT)?;
+    assert_eq!((ready.slot.as_str(), ready.version.as_str()), ("b", "0.2.0"), "the bad release switched back");
+    m.wait_for_agent(Duration::from_secs(60))?;
+    assert_eq!(m.succeed("cat /proc/sys/kernel/random/boot_id")?.trim(), boot_id, "switching back is soft too");
+    assert_root_on(m, &root_b, &root_a);
+    let st = status(m)?;
+    assert_eq!((st["last_failure"]["version"].as_str(), st["last_failure"]["slot"].as_str()), (Some("0.3.0"), Some("a")), "{st}");
+    assert_eq!((st["next_boot"].as_str(), slot(&st, "a")["bootable"].as_bool()), (Some("b"), Some(false)), "{st}");
+    let report: serde_json::Value = serde_json::from_str(&m.succeed("cairnctl --json eligibility")?).unwrap_or_default();
+    assert!(report["last_boot"].is_null() || report["last_boot"]["boot_id"] != boot_id.as_str(), "no new boot was recorded: {report}");
     Ok(())
 }

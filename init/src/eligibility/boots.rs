@@ -198,6 +198,21 @@ pub fn new_boot(boot_id: &str, now_wall_s: u64, now_uptime_s: u64, last: &LastSe
     Some(Boot { boot_id: boot_id.to_owned(), wall_s: now_wall_s, uptime_s: now_uptime_s, previous: PreviousBoot { boot_id: last.boot_id.clone(), ended, ran_s, down_s } })
 }
 
+/// A soft reboot (`soft_reboot`): the boot and the kernel's uptime carry on, the services
+/// were down for `down_ms`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SoftReboot {
+    pub boot_id: String,
+    /// The tracker's first sample after it (seconds since the epoch).
+    pub wall_s: u64,
+    /// The count of soft reboots in this boot, this one included.
+    pub count: u32,
+    pub from_slot: String,
+    pub slot: String,
+    pub version: String,
+    pub down_ms: u64,
+}
+
 /// What a planned reboot costs in downtime on this node: the median of its measured planned
 /// reboots (newest `LAST` of them), with how many it is from; `None` with none measured.
 pub fn planned_downtime(boots: &[Boot]) -> Option<(u64, usize)> {

@@ -81,6 +81,12 @@ pub fn render(r: &Report) -> String {
         o.family("cairn_reboot_misses_confirmation", "1 if a reboot now would outlast the confirmation margin.");
         o.sample("cairn_reboot_misses_confirmation", &[], u64::from(c.misses_confirmation));
     }
+    o.family("cairn_soft_reboots", "Soft reboots in this boot (updates that kept the kernel and its uptime).");
+    o.sample("cairn_soft_reboots", &[], r.soft_reboots.len() as u64);
+    if let Some(last) = r.soft_reboots.last() {
+        o.family("cairn_last_soft_reboot_downtime_seconds", "How long services were down in the last soft reboot.");
+        let _ = writeln!(o.0, "cairn_last_soft_reboot_downtime_seconds {:.3}", last.down_ms as f64 / 1000.0);
+    }
     if let Some(b) = &r.last_boot {
         o.family("cairn_last_boot_ended", "1 for how the boot before this one ended.");
         o.sample("cairn_last_boot_ended", &[("ended", &serde_json::to_value(b.previous.ended).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default())], 1);

@@ -30,6 +30,9 @@ pub fn table(r: &Report) -> String {
         let down = p.down_s.map(|d| format!(", down {}", duration(d))).unwrap_or_default();
         out.push_str(&format!("last boot  {} after {}{down}\n", p.ended, duration(p.ran_s)));
     }
+    if let Some(last) = r.soft_reboots.last() {
+        out.push_str(&format!("soft       {} soft reboot(s) this boot, the kernel's uptime carried on; the last into {} (slot {}): services down {:.1} s\n", r.soft_reboots.len(), last.version, last.slot, last.down_ms as f64 / 1000.0));
+    }
     if let Some(c) = &r.reboot_cost {
         out.push_str(&format!("a reboot   costs {} of uptime, about {} down{}\n", duration(c.uptime_lost_s), duration(c.downtime_s), if c.misses_confirmation { ", and MISSES the confirmation" } else { "" }));
     }

@@ -6,7 +6,7 @@
 //!
 //! Its lines go to stdout, which the supervisor sends to the journal.
 
-use super::boots::{self, Boot, LastSeen};
+use super::boots::{self, Boot, LastSeen, SoftReboot};
 use super::cost::{self, RebootCost};
 use super::criteria::{self, Criterion, Rules, Sample};
 use super::fluxd::Fluxd;
@@ -136,6 +136,7 @@ pub struct Margin {
 #[serde(untagged)]
 pub enum Entry {
     Boot { boot: Boot },
+    Soft { soft: SoftReboot },
     Sample(Record),
 }
 
@@ -161,6 +162,10 @@ pub struct Report {
     /// What rebooting now would cost.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reboot_cost: Option<RebootCost>,
+    /// Soft reboots in this boot (updates that kept the kernel): its uptime counts on, and
+    /// each says how long the services were down.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub soft_reboots: Vec<SoftReboot>,
 }
 
 impl Report {
@@ -177,6 +182,7 @@ impl Report {
             history_records,
             config_error: None,
             last_boot: None,
+            soft_reboots: Vec::new(),
         }
     }
 }
@@ -205,6 +211,7 @@ pub fn open_compacted(path: &Path, now: u64) -> Result<(Store, Vec<Option<Entry>
         .map(|r| match r {
             Some(Entry::Sample(r)) => retention::Point { wall_s: r.wall_s, state: (r.fluxd.state.as_str(), r.fluxd.status.as_deref()) },
             Some(Entry::Boot { boot }) => retention::Point { wall_s: boot.wall_s, state: ("boot", Some(boot.boot_id.as_str())) },
+            Some(Entry::Soft { soft }) => retention::Point { wall_s: soft.wall_s, state: ("soft-reboot", Some(soft.version.as_str())) },
             None => retention::Point { wall_s: 0, state: ("", None) },
         })
         .collect();
@@ -259,11 +266,13 @@ pub struct Paths {
     pub marker: PathBuf,
     /// sysfs, for what the hardware kept of a boot that ended without a shutdown.
     pub sys: PathBuf,
+    /// PID 1's record of the soft reboots of this boot (`soft_reboot::STATE`).
+    pub soft: PathBuf,
 }
 
 impl Paths {
     pub fn system() -> Paths {
-        Paths { report: REPORT.into(), metrics: METRICS.into(), state: STATE.into(), configs: CONFIGS.iter().map(PathBuf::from).collect(), marker: boots::MARKER.into(), sys: "/sys".into() }
+        Paths { report: REPORT.into(), metrics: METRICS.into(), state: STATE.into(), configs: CONFIGS.iter().map(PathBuf::from).collect(), marker: boots::MARKER.into(), sys: "/sys".into(), soft: crate::soft_reboot::STATE.into() }
     }
 }
 
@@ -283,6 +292,8 @@ pub struct Tracker {
     /// tells whether this is a new boot.
     last_seen: Option<LastSeen>,
     this_boot: Option<Boot>,
+    /// This boot's soft reboots, as kept.
+    soft_reboots: Vec<SoftReboot>,
     last_state: String,
 }
 
@@ -304,8 +315,9 @@ impl Tracker {
         let boots: Vec<Boot> = entries.iter().filter_map(|e| if let Some(Entry::Boot { boot }) = e { Some(boot.clone()) } else { None }).collect();
         let last_seen = entries.iter().rev().find_map(|e| if let Some(Entry::Sample(r)) = e { Some(LastSeen { boot_id: r.boot_id.clone(), wall_s: r.wall_s, uptime_s: r.uptime_s }) } else { None });
         let this_boot = boots.iter().rev().find(|b| b.boot_id == boot_id).cloned();
+        let soft_reboots = entries.iter().filter_map(|e| if let Some(Entry::Soft { soft }) = e { Some(soft.clone()) } else { None }).filter(|s| s.boot_id == boot_id).collect();
         let records = entries.len() as u64;
-        Ok(Tracker { paths, config, config_error, store, records, since_compaction: 0, boot_id: boot_id.to_owned(), boots, last_seen, this_boot, last_state: String::new() })
+        Ok(Tracker { paths, config, config_error, store, records, since_compaction: 0, boot_id: boot_id.to_owned(), boots, last_seen, this_boot, soft_reboots, last_state: String::new() })
     }
 
     /// Keeps one sample (and, at the first, the boot it is in if that is new), writes the
@@ -323,10 +335,12 @@ impl Tracker {
                 self.this_boot = Some(boot);
             }
         }
+        self.note_soft_reboot();
         let measured = boots::planned_downtime(&self.boots);
         let mut report = Report::new(&self.config.rules, &self.boot_id, sample, self.records, measured);
         report.config_error.clone_from(&self.config_error);
         report.last_boot.clone_from(&self.this_boot);
+        report.soft_reboots.clone_from(&self.soft_reboots);
         self.keep(&Entry::Sample(report.sample.clone()));
         report.history_records = self.records;
         // A line when fluxd's state changes, not every minute.
@@ -346,6 +360,19 @@ impl Tracker {
         report
     }
 
+    /// Keeps a soft reboot PID 1 recorded, once it is over (the new slot ready) and once.
+    fn note_soft_reboot(&mut self) {
+        let Some(state) = crate::soft_reboot::read_state(&self.paths.soft) else { return };
+        let Some(down_ms) = state.down_ms else { return };
+        if self.soft_reboots.iter().any(|s| s.count >= state.count) {
+            return;
+        }
+        let soft = SoftReboot { boot_id: self.boot_id.clone(), wall_s: wall_s(), count: state.count, from_slot: state.from_slot, slot: state.slot, version: state.version, down_ms };
+        println!("soft reboot {} of this boot: slot {} -> {} (version {}), services down {} ms; OS uptime carries on", soft.count, soft.from_slot, soft.slot, soft.version, soft.down_ms);
+        self.keep(&Entry::Soft { soft: soft.clone() });
+        self.soft_reboots.push(soft);
+    }
+
     /// Appends one entry to the history; one that cannot be kept costs only itself.
     fn keep(&mut self, entry: &Entry) {
         // An entry of strings and integers always serializes.
@@ -354,7 +381,11 @@ impl Tracker {
                 self.records += 1;
                 self.since_compaction += 1;
             }
-            Err(e) => println!("cannot keep this {}: {}", if matches!(entry, Entry::Boot { .. }) { "boot" } else { "sample" }, crate::log::chain(&e)),
+            Err(e) => println!("cannot keep this {}: {}", match entry {
+                Entry::Boot { .. } => "boot",
+                Entry::Soft { .. } => "soft reboot",
+                Entry::Sample(_) => "sample",
+            }, crate::log::chain(&e)),
         }
     }
 }
@@ -429,7 +460,7 @@ mod tests {
     }
 
     fn paths(dir: &Path) -> Paths {
-        Paths { report: dir.join("eligibility.json"), metrics: dir.join("eligibility.prom"), state: dir.join("state"), configs: vec![dir.join("eligibility.toml")], marker: dir.join("ended.json"), sys: dir.join("sys") }
+        Paths { report: dir.join("eligibility.json"), metrics: dir.join("eligibility.prom"), state: dir.join("state"), configs: vec![dir.join("eligibility.toml")], marker: dir.join("ended.json"), sys: dir.join("sys"), soft: dir.join("soft-reboot.json") }
     }
 
     fn sample(uptime_s: u64) -> Sample {
@@ -470,9 +501,33 @@ mod tests {
         let (_, opened) = Store::open(&paths.state.join(HISTORY)).expect("history");
         let kinds: Vec<&str> = opened.records.iter().map(|r| match serde_json::from_slice(r) {
             Ok(Entry::Boot { .. }) => "boot",
+            Ok(Entry::Soft { .. }) => "soft",
             Ok(Entry::Sample(_)) => "sample",
             Err(_) => "?",
         }).collect();
         assert_eq!(kinds, ["sample", "sample", "boot", "sample", "sample", "boot", "sample"]);
+    }
+
+    #[test]
+    fn a_soft_reboot_is_kept_once_when_the_new_slot_is_ready_and_the_uptime_carries_on() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let paths = paths(dir.path());
+        let mut state = crate::soft_reboot::State { slot: "b".into(), root_hash: "bb".repeat(32), version: "0.2.0".into(), from_slot: "a".into(), from_root_hash: "aa".repeat(32), count: 1, stopping_ms: 1_000, down_ms: None };
+        let write = |s: &crate::soft_reboot::State| std::fs::write(&paths.soft, serde_json::to_vec(s).expect("json")).expect("state");
+        write(&state);
+        let mut t = Tracker::open(paths.clone(), "boot").expect("open");
+        assert!(t.step(&sample(100)).soft_reboots.is_empty(), "not over until the new slot is ready");
+        state.down_ms = Some(8_500);
+        write(&state);
+        let r = t.step(&sample(101));
+        assert_eq!(r.soft_reboots.iter().map(|s| (s.count, s.slot.as_str(), s.down_ms)).collect::<Vec<_>>(), [(1, "b", 8_500)]);
+        assert_eq!((r.sample.uptime_s, r.last_boot), (101, None), "the kernel's uptime, no new boot");
+        assert_eq!(t.step(&sample(102)).soft_reboots.len(), 1, "kept once");
+        drop(t);
+        // The tracker restarted by the new slot's PID 1 keeps it once too.
+        let mut t = Tracker::open(paths.clone(), "boot").expect("open");
+        assert_eq!(t.step(&sample(103)).soft_reboots.len(), 1);
+        let (_, opened) = Store::open(&paths.state.join(HISTORY)).expect("history");
+        assert_eq!(opened.records.iter().filter(|r| matches!(serde_json::from_slice(r), Ok(Entry::Soft { .. }))).count(), 1);
     }
 }

@@ -84,10 +84,9 @@ fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> UpdateE
     move |source| UpdateError::Io { what, path, source }
 }
 
-/// The running slot, from the kernel command line GRUB wrote.
+/// The running slot: the kernel command line's, or the one a soft reboot started.
 pub fn running_slot() -> Result<Slot, UpdateError> {
-    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-    crate::cmdline::value(&cmdline, "cairn.slot").and_then(|s| Slot::parse(s).ok()).ok_or(UpdateError::NoSlot)
+    crate::soft_reboot::running().0.ok_or(UpdateError::NoSlot)
 }
 
 /// The node's TUF store (`STATE/tuf`), seeded with the image's root the first time.
@@ -266,6 +265,9 @@ pub struct Config {
     /// the public web roots: a private mirror with its own CA. (The TUF signatures are
     /// checked either way; this only decides which servers a node talks to.)
     pub ca_file: Option<PathBuf>,
+    /// An update whose kernel and initramfs are the running slot's starts by a soft reboot
+    /// (services restart, the kernel and its uptime carry on); `false`: always reboot fully.
+    pub soft_reboot: Option<bool>,
 }
 
 /// The update service's default: nodes of a fleet spread their polls over six hours.
