@@ -3,6 +3,8 @@
 //! security release's deadline brings a window reboot forward. This is the one place the
 //! decision is made, so the eligibility work can weigh the cost of a reboot here too.
 
+pub mod moment;
+
 const DAY: i64 = 86_400;
 
 /// The operator's reboot policy, from `reboot` in the update config: `"now"`, `"confirm"`,

@@ -25,11 +25,13 @@ pub struct Rules {
     /// A confirmed node must confirm again within this many blocks of its last
     /// confirmation, or it expires and loses its place.
     pub confirm_within_blocks: u64,
+    /// ... and not sooner than this many: the network takes no earlier confirmation.
+    pub confirm_not_before_blocks: u64,
 }
 
 impl Default for Rules {
     fn default() -> Rules {
-        Rules { confirmed_blocks: 21_600, os_uptime_s: 30 * DAY, block_time_s: 30, confirm_within_blocks: 640 }
+        Rules { confirmed_blocks: 21_600, os_uptime_s: 30 * DAY, block_time_s: 30, confirm_within_blocks: 640, confirm_not_before_blocks: 500 }
     }
 }
 

@@ -75,6 +75,12 @@ pub fn config_from(paths: &[&Path]) -> Result<Config, TrackerError> {
     Ok(Config::default())
 }
 
+/// The node's configuration (the operator's over the image's), the defaults if it is refused.
+pub fn config() -> Config {
+    let paths: Vec<&Path> = CONFIGS.iter().map(Path::new).collect();
+    config_from(&paths).unwrap_or_default()
+}
+
 /// What fluxd was, in the report and the history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FluxdSummary {

@@ -8,6 +8,7 @@
 use super::{check, config, install_from, Source, UpdateError, STATE, DEFAULT_POLL_INTERVAL_S};
 use crate::sys::Sys;
 use cairn_updater::install::Progress;
+use cairn_updater::reboot::moment::{decide_moment, Confirmation, Moment, Restart};
 use cairn_updater::reboot::{self, Decision};
 use cairn_updater::rollout::SEEDS;
 use std::path::Path;
@@ -52,7 +53,7 @@ fn random_unit() -> f64 {
 #[derive(Debug)]
 pub enum Polled {
     Nothing(String),
-    Installed { version: String, slot: String, decision: Decision },
+    Installed { version: String, slot: String, decision: Decision, deadline: Option<i64> },
 }
 
 /// Checks once and installs what is offered; says what it did.
@@ -75,7 +76,7 @@ fn poll_once(sys: &dyn Sys, repository: &str, policy: reboot::Policy, progress: 
     })?;
     let deadline = m.deadline.as_deref().filter(|_| m.security).and_then(cairn_updater::tuf::time::parse);
     let decision = reboot::decide(policy, cairn_updater::tuf::time::now(), deadline);
-    Ok(Polled::Installed { version: m.version.to_string(), slot: slot.to_string(), decision })
+    Ok(Polled::Installed { version: m.version.to_string(), slot: slot.to_string(), decision, deadline })
 }
 
 /// The update service's loop (`once`: one check, no wait, errors returned). `repository`
@@ -102,25 +103,33 @@ pub fn poll(sys: &dyn Sys, repository: Option<String>, once: bool, progress: &mu
         first = false;
         match poll_once(sys, &repository, policy, progress) {
             Ok(Polled::Nothing(why)) => println!("{why}"),
-            Ok(Polled::Installed { version, slot, decision }) => {
+            Ok(Polled::Installed { version, slot, decision, deadline }) => {
                 println!("installed {version} into slot {slot}");
-                match decision {
-                    Decision::Now => {}
-                    Decision::Operator => {
-                        println!("reboot policy \"confirm\": `cairnctl update reboot` boots it");
-                        if once {
-                            return Ok(());
-                        }
-                        continue;
+                if let Decision::Operator = decision {
+                    println!("reboot policy \"confirm\": `cairnctl update reboot` boots it");
+                    if once {
+                        return Ok(());
                     }
-                    Decision::At(t) => {
-                        println!("reboot policy: rebooting into slot {slot} at {}", cairn_updater::tuf::time::format(t));
-                        if once {
-                            return Ok(());
-                        }
-                        let wait = u64::try_from(t - cairn_updater::tuf::time::now()).unwrap_or(0);
-                        std::thread::sleep(Duration::from_secs(wait));
+                    continue;
+                }
+                let restart = restart_into(sys, &slot);
+                let mut said = None;
+                loop {
+                    let now = cairn_updater::tuf::time::now();
+                    let moment = decide_moment(policy, now, deadline, restart, confirmation());
+                    if said != Some(moment) {
+                        println!("{}", describe(moment, restart, &slot));
+                        said = Some(moment);
                     }
+                    let wait = match moment {
+                        Moment::Now => break,
+                        Moment::Operator => return Ok(()),
+                        _ if once => return Ok(()),
+                        // Asked again a minute on: the window, the deadline and the chain move.
+                        Moment::At(t) => u64::try_from(t - now).unwrap_or(0).min(60),
+                        Moment::AfterConfirmation => 60,
+                    };
+                    std::thread::sleep(Duration::from_secs(wait.max(1)));
                 }
                 println!("rebooting into slot {slot} ({version})");
                 reboot().map_err(UpdateError::RebootRequest)?;
@@ -132,5 +141,44 @@ pub fn poll(sys: &dyn Sys, repository: Option<String>, once: bool, progress: &mu
         if once {
             return Ok(());
         }
+    }
+}
+
+/// What the restart into `slot` costs: soft if PID 1 will start it so (same kernel and
+/// initramfs, soft reboots on), with this node's measured downtimes where it has them.
+fn restart_into(sys: &dyn Sys, slot: &str) -> Restart {
+    use crate::eligibility::{cost, tracker};
+    let report = tracker::read_report(Path::new(tracker::REPORT)).ok();
+    let soft_on = config().map_or(true, |c| c.soft_reboot != Some(false));
+    let (running, hash) = crate::soft_reboot::running();
+    let to = cairn_updater::slot::Slot::parse(slot).ok();
+    let soft = soft_on && matches!((running, to), (Some(r), Some(t)) if crate::soft_reboot::plan(sys, r, &hash, t).is_ok());
+    if soft {
+        let down_s = report.as_ref().and_then(|r| r.soft_reboots.last()).map_or(60, |s| s.down_ms.div_ceil(1000));
+        Restart::Soft { down_s }
+    } else {
+        let down_s = report.as_ref().and_then(|r| r.reboot_cost.as_ref()).map_or(cost::ASSUMED_DOWN_S, |c| c.downtime_s);
+        Restart::Full { down_s }
+    }
+}
+
+/// The node's confirmation as the eligibility tracker last reported it.
+fn confirmation() -> Confirmation {
+    use crate::eligibility::tracker;
+    let rules = tracker::config().rules;
+    let margin_s = tracker::read_report(Path::new(tracker::REPORT)).ok().and_then(|r| r.confirmation_margin).map(|m| m.seconds);
+    Confirmation { margin_s, window_s: rules.confirm_within_blocks * rules.block_time_s, earliest_s: rules.confirm_not_before_blocks * rules.block_time_s }
+}
+
+fn describe(m: Moment, restart: Restart, slot: &str) -> String {
+    let how = match restart {
+        Restart::Soft { down_s } => format!("a soft reboot (about {down_s} s of service, no OS uptime)"),
+        Restart::Full { down_s } => format!("a full reboot (about {down_s} s down, the OS uptime lost)"),
+    };
+    match m {
+        Moment::Now => format!("slot {slot} needs {how}: now"),
+        Moment::At(t) => format!("slot {slot} needs {how}: at {} (reboot policy)", cairn_updater::tuf::time::format(t)),
+        Moment::Operator => format!("slot {slot} needs {how}: when the operator runs `cairnctl update reboot`"),
+        Moment::AfterConfirmation => format!("slot {slot} needs {how}: waiting for the node's next confirmation, so the restart costs none"),
     }
 }
