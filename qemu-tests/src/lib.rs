@@ -19,6 +19,7 @@ pub mod qmp;
 pub mod shared;
 pub mod snapshot;
 pub mod tls;
+pub mod year;
 
 pub use machine::{Firmware, Machine, MachineConfig, ReadyLine};
 

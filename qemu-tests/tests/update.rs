@@ -478,10 +478,12 @@ fn a_userspace_only_update_starts_by_soft_reboot_and_a_bad_one_switches_back_the
     assert_eq!(code, 0, "{out}");
     let before = uptime_s(m)?;
     m.mark_console();
+    let asked = Instant::now();
     m.succeed("cairnctl update reboot")?;
     let said = m.wait_for_console_text("a soft reboot starts it", Duration::from_secs(60))?;
     assert!(said.contains("slot b (version 0.2.0)"), "{said}");
     let ready = m.wait_for_ready(BOOT_TIMEOUT)?;
+    let soft_s = asked.elapsed().as_secs_f64();
     assert_eq!((ready.slot.as_str(), ready.version.as_str()), ("b", "0.2.0"));
     m.wait_for_agent(Duration::from_secs(60))?;
     // The kernel carried on: same boot, its uptime counted on through the switch.
@@ -524,5 +526,13 @@ fn a_userspace_only_update_starts_by_soft_reboot_and_a_bad_one_switches_back_the
     assert_eq!((st["next_boot"].as_str(), slot(&st, "a")["bootable"].as_bool()), (Some("b"), Some(false)), "{st}");
     let report: serde_json::Value = serde_json::from_str(&m.succeed("cairnctl --json eligibility")?).unwrap_or_default();
     assert!(report["last_boot"].is_null() || report["last_boot"]["boot_id"] != boot_id.as_str(), "no new boot was recorded: {report}");
+
+    // The same node's full reboot, for the benchmark's figures (`./dev bench year`).
+    m.mark_console();
+    let asked = Instant::now();
+    let _ = m.execute("cairnctl reboot --yes </dev/null", Duration::from_secs(10));
+    m.wait_for_ready(BOOT_TIMEOUT)?;
+    let full_s = asked.elapsed().as_secs_f64();
+    println!("restart, request to ready (host clock): soft reboot {soft_s:.1} s, full reboot {full_s:.1} s");
     Ok(())
 }

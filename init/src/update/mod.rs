@@ -268,6 +268,9 @@ pub struct Config {
     /// An update whose kernel and initramfs are the running slot's starts by a soft reboot
     /// (services restart, the kernel and its uptime carry on); `false`: always reboot fully.
     pub soft_reboot: Option<bool>,
+    /// Under a window policy, a full reboot for a release without a security deadline waits
+    /// until the OS has been up this many days (default 60), batching kernel releases.
+    pub kernel_after_days: Option<u64>,
 }
 
 /// The update service's default: nodes of a fleet spread their polls over six hours.

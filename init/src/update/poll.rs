@@ -8,7 +8,7 @@
 use super::{check, config, install_from, Source, UpdateError, STATE, DEFAULT_POLL_INTERVAL_S};
 use crate::sys::Sys;
 use cairn_updater::install::Progress;
-use cairn_updater::reboot::moment::{decide_moment, Confirmation, Moment, Restart};
+use cairn_updater::reboot::moment::{decide_moment, Batch, Confirmation, Moment, Restart, KERNEL_AFTER_S};
 use cairn_updater::reboot::{self, Decision};
 use cairn_updater::rollout::SEEDS;
 use std::path::Path;
@@ -84,7 +84,7 @@ fn poll_once(sys: &dyn Sys, repository: &str, policy: reboot::Policy, progress: 
 pub fn poll(sys: &dyn Sys, repository: Option<String>, once: bool, progress: &mut dyn FnMut(Progress), reboot: &mut dyn FnMut() -> Result<(), String>) -> Result<(), UpdateError> {
     let cfg = config()?;
     let policy = cfg.reboot_policy()?;
-    let Some(repository) = repository.or(cfg.repository) else {
+    let Some(repository) = repository.or(cfg.repository.clone()) else {
         println!("{}; not polling", UpdateError::NoRepository);
         return Ok(());
     };
@@ -116,7 +116,7 @@ pub fn poll(sys: &dyn Sys, repository: Option<String>, once: bool, progress: &mu
                 let mut said = None;
                 loop {
                     let now = cairn_updater::tuf::time::now();
-                    let moment = decide_moment(policy, now, deadline, restart, confirmation());
+                    let moment = decide_moment(policy, now, deadline, restart, confirmation(), batch(&cfg));
                     if said != Some(moment) {
                         println!("{}", describe(moment, restart, &slot));
                         said = Some(moment);
@@ -160,6 +160,12 @@ fn restart_into(sys: &dyn Sys, slot: &str) -> Restart {
         let down_s = report.as_ref().and_then(|r| r.reboot_cost.as_ref()).map_or(cost::ASSUMED_DOWN_S, |c| c.downtime_s);
         Restart::Full { down_s }
     }
+}
+
+/// The kernel's uptime, against the configured wait of a batched full reboot.
+fn batch(cfg: &super::Config) -> Batch {
+    let uptime_s = crate::eligibility::tracker::uptime().as_secs();
+    Batch { uptime_s, kernel_after_s: cfg.kernel_after_days.map_or(KERNEL_AFTER_S, |d| d.saturating_mul(86_400)) }
 }
 
 /// The node's confirmation as the eligibility tracker last reported it.

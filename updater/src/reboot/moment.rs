@@ -7,7 +7,11 @@
 //! - A **full** reboot costs the OS uptime too: it happens right after a confirmation (the
 //!   most margin there is), or, inside a window that closes before the next confirmation
 //!   can come, when the margin still covers it.
-//! - A security release's **deadline** overrides both: a fix never waits past it.
+//! - A full reboot for a release **without a deadline is batched**: it waits until the OS
+//!   has been up `kernel_after_s` (by default 60 days), so the uptime criterion (30 days)
+//!   holds for part of every cycle instead of never; the newest release then goes in one
+//!   reboot.
+//! - A security release's **deadline** overrides all of these: a fix never waits past it.
 //!
 //! Only the window policy is timed so: `now` is the operator asking for at once, and
 //! `confirm` for their own command.
@@ -67,8 +71,23 @@ pub enum Moment {
     AfterConfirmation,
 }
 
+/// Full reboots for releases without a deadline wait until the OS has been up this long.
+pub const KERNEL_AFTER_S: u64 = 60 * 86_400;
+
+/// The kernel's uptime now, and how long a full reboot without a deadline waits for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Batch {
+    pub uptime_s: u64,
+    pub kernel_after_s: u64,
+}
+
 /// When to restart into an installed release, at `now`.
-pub fn decide_moment(policy: Policy, now: i64, deadline: Option<i64>, restart: Restart, c: Confirmation) -> Moment {
+pub fn decide_moment(policy: Policy, now: i64, deadline: Option<i64>, restart: Restart, c: Confirmation, batch: Batch) -> Moment {
+    if let (Restart::Full { .. }, None, Policy::Window { .. }) = (restart, deadline, policy) {
+        if let Some(wait) = batch.kernel_after_s.checked_sub(batch.uptime_s).filter(|&w| w > 0) {
+            return Moment::At(now + i64::try_from(wait).unwrap_or(i64::MAX / 2));
+        }
+    }
     match decide(policy, now, deadline) {
         Decision::Operator => return Moment::Operator,
         Decision::At(t) => return Moment::At(t),
@@ -123,6 +142,8 @@ mod tests {
     }
 
     const FULL: Restart = Restart::Full { down_s: 60 };
+    /// Up long enough: no batching in the way.
+    const UP: Batch = Batch { uptime_s: 90 * 86_400, kernel_after_s: KERNEL_AFTER_S };
 
     fn all_day() -> Policy {
         Policy::parse("00:00-23:59").expect("window")
@@ -131,43 +152,52 @@ mod tests {
 
     #[test]
     fn a_full_reboot_waits_for_a_confirmation_then_goes_right_after_it() {
-        assert_eq!(decide_moment(all_day(), MIDNIGHT + H, None, FULL, confirmed(2 * 3600)), Moment::AfterConfirmation);
-        assert_eq!(decide_moment(all_day(), MIDNIGHT + H, None, FULL, confirmed(600)), Moment::Now, "the double reported a confirmation 10 min ago");
+        assert_eq!(decide_moment(all_day(), MIDNIGHT + H, None, FULL, confirmed(2 * 3600), UP), Moment::AfterConfirmation);
+        assert_eq!(decide_moment(all_day(), MIDNIGHT + H, None, FULL, confirmed(600), UP), Moment::Now, "the double reported a confirmation 10 min ago");
         // "now" is the operator's: at once, whatever the chain.
-        assert_eq!(decide_moment(Policy::Now, MIDNIGHT + H, None, FULL, confirmed(2 * 3600)), Moment::Now);
+        assert_eq!(decide_moment(Policy::Now, MIDNIGHT + H, None, FULL, confirmed(2 * 3600), UP), Moment::Now);
     }
 
     #[test]
     fn a_soft_reboot_goes_at_once_unless_the_confirmation_is_too_close() {
-        assert_eq!(decide_moment(all_day(), MIDNIGHT + H, None, SOFT, confirmed(4 * 3600)), Moment::Now);
-        assert_eq!(decide_moment(all_day(), MIDNIGHT + H, None, SOFT, confirmed(WINDOW_S - 200)), Moment::AfterConfirmation, "200 s left");
+        assert_eq!(decide_moment(all_day(), MIDNIGHT + H, None, SOFT, confirmed(4 * 3600), UP), Moment::Now);
+        assert_eq!(decide_moment(all_day(), MIDNIGHT + H, None, SOFT, confirmed(WINDOW_S - 200), UP), Moment::AfterConfirmation, "200 s left");
     }
 
     #[test]
     fn a_node_that_is_not_confirmed_has_nothing_to_protect() {
         let none = Confirmation { margin_s: None, window_s: WINDOW_S, earliest_s: EARLIEST_S };
-        assert_eq!(decide_moment(all_day(), MIDNIGHT + H, None, FULL, none), Moment::Now);
+        assert_eq!(decide_moment(all_day(), MIDNIGHT + H, None, FULL, none, UP), Moment::Now);
     }
 
     #[test]
     fn in_the_window_a_full_reboot_goes_after_a_confirmation_or_when_none_can_come_before_it_closes() {
         let w = Policy::parse("02:00-04:00").expect("window");
         // Outside the window: its start, whatever the chain.
-        assert_eq!(decide_moment(w, MIDNIGHT + H, None, FULL, confirmed(600)), Moment::At(MIDNIGHT + 2 * H));
+        assert_eq!(decide_moment(w, MIDNIGHT + H, None, FULL, confirmed(600), UP), Moment::At(MIDNIGHT + 2 * H));
         // At 02:30, confirmed 2 h ago: the next can come in 2 h 10 min, after 04:00. Now.
-        assert_eq!(decide_moment(w, MIDNIGHT + 2 * H + 1800, None, FULL, confirmed(2 * 3600)), Moment::Now);
+        assert_eq!(decide_moment(w, MIDNIGHT + 2 * H + 1800, None, FULL, confirmed(2 * 3600), UP), Moment::Now);
         // At 02:00, confirmed 3 h 30 min ago: the next can come from 02:40, inside. Wait.
-        assert_eq!(decide_moment(w, MIDNIGHT + 2 * H, None, FULL, confirmed(3 * 3600 + 1800)), Moment::AfterConfirmation);
+        assert_eq!(decide_moment(w, MIDNIGHT + 2 * H, None, FULL, confirmed(3 * 3600 + 1800), UP), Moment::AfterConfirmation);
     }
 
     #[test]
     fn a_security_deadline_is_never_missed() {
         // Past the deadline: now, even with little margin.
-        assert_eq!(decide_moment(all_day(), MIDNIGHT + H, Some(MIDNIGHT + H - 1), FULL, confirmed(WINDOW_S - 100)), Moment::Now);
+        assert_eq!(decide_moment(all_day(), MIDNIGHT + H, Some(MIDNIGHT + H - 1), FULL, confirmed(WINDOW_S - 100), UP), Moment::Now);
         // The next confirmation cannot come before the deadline: at the deadline.
-        assert_eq!(decide_moment(all_day(), MIDNIGHT + H, Some(MIDNIGHT + H + 600), FULL, confirmed(3600)), Moment::At(MIDNIGHT + H + 600));
+        assert_eq!(decide_moment(all_day(), MIDNIGHT + H, Some(MIDNIGHT + H + 600), FULL, confirmed(3600), UP), Moment::At(MIDNIGHT + H + 600));
         // A window that opens after the deadline: the deadline.
         let w = Policy::parse("02:00-04:00").expect("window");
-        assert_eq!(decide_moment(w, MIDNIGHT + 5 * H, Some(MIDNIGHT + 6 * H), FULL, confirmed(600)), Moment::At(MIDNIGHT + 6 * H));
+        assert_eq!(decide_moment(w, MIDNIGHT + 5 * H, Some(MIDNIGHT + 6 * H), FULL, confirmed(600), UP), Moment::At(MIDNIGHT + 6 * H));
+    }
+
+    #[test]
+    fn a_full_reboot_without_a_deadline_is_batched_until_the_os_has_been_up_long_enough() {
+        let fresh = Batch { uptime_s: 10 * 86_400, kernel_after_s: KERNEL_AFTER_S };
+        assert_eq!(decide_moment(all_day(), MIDNIGHT + H, None, FULL, confirmed(600), fresh), Moment::At(MIDNIGHT + H + 50 * 86_400));
+        // A soft reboot, or a deadline, is not batched.
+        assert_eq!(decide_moment(all_day(), MIDNIGHT + H, None, SOFT, confirmed(600), fresh), Moment::Now);
+        assert_eq!(decide_moment(all_day(), MIDNIGHT + H, Some(MIDNIGHT + 2 * H), FULL, confirmed(600), fresh), Moment::Now);
     }
 }
