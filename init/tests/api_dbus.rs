@@ -86,3 +86,41 @@ fn an_unreachable_api_exits_3() {
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("is this a Cairn node"), "{err}");
 }
+
+/// The eligibility tracker's interface, beside PID 1's: the last report and the cost of a
+/// reboot as JSON, `Eligible` as a property, readable by anyone.
+#[test]
+fn the_tracker_serves_its_report_and_the_reboot_cost_on_d_bus() {
+    use cairn_init::eligibility::criteria::{Rules, Sample};
+    use cairn_init::eligibility::fluxd::Fluxd;
+    use cairn_init::eligibility::{dbus, tracker::Report};
+    let bus = private_bus("eligibility");
+    let latest = dbus::Latest::default();
+    let _conn = dbus::serve(Some(&bus.address), latest.clone()).expect("serve the tracker's interface");
+    let busctl = |args: &[&str], uid: Option<(u32, u32)>| {
+        use std::os::unix::process::CommandExt;
+        let mut c = Command::new("busctl");
+        c.args(["--address", &bus.address]).args(args);
+        if let Some((u, g)) = uid {
+            c.uid(u).gid(g);
+        }
+        let o = c.output().expect("busctl is missing; install it: apt-get install -y systemd");
+        (o.status.success(), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    };
+    let call = ["call", dbus::BUS_NAME, dbus::OBJECT_PATH, dbus::BUS_NAME, "Report"];
+    let (ok, _, err) = busctl(&call, None);
+    assert!(!ok && err.contains("has not sampled yet"), "{err}");
+    let report = Report::new(&Rules::default(), "b00d", &Sample { uptime: std::time::Duration::from_secs(90_000), fluxd: Fluxd::NotInstalled }, 1, None);
+    *latest.lock().expect("lock") = Some(report.clone());
+    // Anyone may read it.
+    let (ok, out, err) = busctl(&["--json=short"].iter().chain(call.iter()).copied().collect::<Vec<_>>(), Some((65534, 65534)));
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("busctl JSON");
+    let served: Report = serde_json::from_str(v["data"][0].as_str().expect("a string")).expect("the report as JSON");
+    assert_eq!(served, report);
+    let (ok, out, _) = busctl(&["--json=short", "call", dbus::BUS_NAME, dbus::OBJECT_PATH, dbus::BUS_NAME, "RebootCost"], None);
+    let cost: serde_json::Value = serde_json::from_str(serde_json::from_str::<serde_json::Value>(&out).expect("JSON")["data"][0].as_str().unwrap_or("")).expect("cost JSON");
+    assert!(ok && cost["uptime_lost_s"] == 90_000, "{cost}");
+    let (ok, out, _) = busctl(&["get-property", dbus::BUS_NAME, dbus::OBJECT_PATH, dbus::BUS_NAME, "Eligible"], None);
+    assert!(ok && out.trim() == "b false", "{out}");
+}

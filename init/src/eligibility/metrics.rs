@@ -91,6 +91,14 @@ pub fn render(r: &Report) -> String {
         o.family("cairn_last_boot_ended", "1 for how the boot before this one ended.");
         o.sample("cairn_last_boot_ended", &[("ended", &serde_json::to_value(b.previous.ended).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default())], 1);
     }
+    if let Some(u) = &r.update {
+        o.family("cairn_release_info", "1, labelled with the running slot and release.");
+        o.sample("cairn_release_info", &[("slot", &u.slot), ("version", &u.version)], 1);
+        o.family("cairn_update_install_state", "1 for the state of this boot's last update install.");
+        for state in ["none", "installing", "installed", "failed", "interrupted"] {
+            o.sample("cairn_update_install_state", &[("state", state)], u64::from(u.install == state));
+        }
+    }
     o.family("cairn_history_records", "Samples kept in the history on /data.");
     o.sample("cairn_history_records", &[], r.history_records);
     o.0
@@ -138,6 +146,20 @@ mod tests {
         let confirmed = NodeStatus { status: Status::Confirmed, tier: None, added_height: None, confirmed_height: Some(10), last_confirmed_height: Some(900), last_paid_height: None };
         let text = render(&report(Fluxd::Node { height: 1000, node: confirmed }));
         for line in ["cairn_uptime_seconds 3600", "cairn_eligible 0", "cairn_criterion_value_blocks{criterion=\"confirmed-blocks\"} 990", "cairn_fluxd_state{state=\"node\"} 1", "cairn_fluxd_state{state=\"down\"} 0", "cairn_fluxd_node_status{status=\"CONFIRMED\"} 1", "cairn_confirmation_margin_blocks 540", "cairn_criterion_eta_seconds{criterion=\"os-uptime\"} 2588400"] {
+            assert!(text.lines().any(|l| l == line), "no line {line:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn boots_soft_reboots_and_the_update_state_show_and_pass_promtool() {
+        use crate::eligibility::boots::{Boot, Ended, PreviousBoot, SoftReboot};
+        let mut r = report(Fluxd::NotInstalled);
+        r.last_boot = Some(Boot { boot_id: "b".into(), wall_s: 1, uptime_s: 20, previous: PreviousBoot { boot_id: "a".into(), ended: Ended::PowerLoss, ran_s: 9, down_s: Some(40) } });
+        r.soft_reboots = vec![SoftReboot { boot_id: "b".into(), wall_s: 2, count: 1, from_slot: "a".into(), slot: "b".into(), version: "0.2.0".into(), down_ms: 16_964 }];
+        r.update = Some(super::super::tracker::UpdateSummary { slot: "b".into(), version: "0.2.0".into(), install: "installed".into(), install_version: "0.3.0".into() });
+        let text = render(&r);
+        promtool_check(&text);
+        for line in ["cairn_last_boot_ended{ended=\"power-loss\"} 1", "cairn_soft_reboots 1", "cairn_last_soft_reboot_downtime_seconds 16.964", "cairn_release_info{slot=\"b\",version=\"0.2.0\"} 1", "cairn_update_install_state{state=\"installed\"} 1", "cairn_reboot_downtime_seconds 120"] {
             assert!(text.lines().any(|l| l == line), "no line {line:?} in\n{text}");
         }
     }

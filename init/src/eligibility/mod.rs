@@ -10,6 +10,7 @@
 pub mod boots;
 pub mod cost;
 pub mod criteria;
+pub mod dbus;
 pub mod fluxd;
 pub mod metrics;
 pub mod retention;

@@ -172,6 +172,21 @@ pub struct Report {
     /// each says how long the services were down.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub soft_reboots: Vec<SoftReboot>,
+    /// The running release and the last install of this boot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update: Option<UpdateSummary>,
+}
+
+/// What the update side looks like, for the report and the metrics.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateSummary {
+    pub slot: String,
+    pub version: String,
+    /// The last install this boot: none, installing, installed (waiting for its restart),
+    /// failed or interrupted.
+    pub install: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub install_version: String,
 }
 
 impl Report {
@@ -189,6 +204,7 @@ impl Report {
             config_error: None,
             last_boot: None,
             soft_reboots: Vec::new(),
+            update: None,
         }
     }
 }
@@ -274,11 +290,13 @@ pub struct Paths {
     pub sys: PathBuf,
     /// PID 1's record of the soft reboots of this boot (`soft_reboot::STATE`).
     pub soft: PathBuf,
+    /// The update installs' reports (`update::RUN`).
+    pub update: PathBuf,
 }
 
 impl Paths {
     pub fn system() -> Paths {
-        Paths { report: REPORT.into(), metrics: METRICS.into(), state: STATE.into(), configs: CONFIGS.iter().map(PathBuf::from).collect(), marker: boots::MARKER.into(), sys: "/sys".into(), soft: crate::soft_reboot::STATE.into() }
+        Paths { report: REPORT.into(), metrics: METRICS.into(), state: STATE.into(), configs: CONFIGS.iter().map(PathBuf::from).collect(), marker: boots::MARKER.into(), sys: "/sys".into(), soft: crate::soft_reboot::STATE.into(), update: crate::update::RUN.into() }
     }
 }
 
@@ -347,6 +365,7 @@ impl Tracker {
         report.config_error.clone_from(&self.config_error);
         report.last_boot.clone_from(&self.this_boot);
         report.soft_reboots.clone_from(&self.soft_reboots);
+        report.update = Some(self.update_summary());
         self.keep(&Entry::Sample(report.sample.clone()));
         report.history_records = self.records;
         // A line when fluxd's state changes, not every minute.
@@ -364,6 +383,13 @@ impl Tracker {
             }
         }
         report
+    }
+
+    fn update_summary(&self) -> UpdateSummary {
+        let (slot, _) = crate::soft_reboot::running();
+        let version = std::fs::read_to_string(crate::update::SLOT_VERSION_FILE).map(|v| v.trim().to_owned()).unwrap_or_default();
+        let p = crate::update::progress::read(&self.paths.update);
+        UpdateSummary { slot: slot.map(|s| s.to_string()).unwrap_or_default(), version, install: p.state, install_version: p.version }
     }
 
     /// Keeps a soft reboot PID 1 recorded, once it is over (the new slot ready) and once.
@@ -399,9 +425,16 @@ impl Tracker {
 /// The service: samples until killed (or once, with `once`).
 pub fn track(once: bool) -> Result<(), TrackerError> {
     let mut tracker = Tracker::open(Paths::system(), &boot_id())?;
+    let latest = super::dbus::Latest::default();
+    if !once {
+        super::dbus::serve_in_background(latest.clone());
+    }
     loop {
         let sample = Sample { uptime: uptime(), fluxd: super::rpc::sample(&tracker.config.flux_conf) };
-        tracker.step(&sample);
+        let report = tracker.step(&sample);
+        if let Ok(mut l) = latest.lock() {
+            *l = Some(report);
+        }
         if once {
             return Ok(());
         }
@@ -466,7 +499,7 @@ mod tests {
     }
 
     fn paths(dir: &Path) -> Paths {
-        Paths { report: dir.join("eligibility.json"), metrics: dir.join("eligibility.prom"), state: dir.join("state"), configs: vec![dir.join("eligibility.toml")], marker: dir.join("ended.json"), sys: dir.join("sys"), soft: dir.join("soft-reboot.json") }
+        Paths { report: dir.join("eligibility.json"), metrics: dir.join("eligibility.prom"), state: dir.join("state"), configs: vec![dir.join("eligibility.toml")], marker: dir.join("ended.json"), sys: dir.join("sys"), soft: dir.join("soft-reboot.json"), update: dir.join("update") }
     }
 
     fn sample(uptime_s: u64) -> Sample {

@@ -37,6 +37,11 @@ fn the_flux_daemon_doubles_answer_and_the_eligibility_tracker_reads_the_captured
     assert!(after > before && r["history_records"].as_u64().is_some_and(|n| n >= 1), "history {before} -> {after} bytes: {r}");
     let table = m.succeed("cairnctl eligibility")?;
     assert!(table.contains("CONFIRMED at height 2996915") && table.contains("966969 blocks"), "{table}");
+    // The same report on the tracker's own D-Bus interface, beside PID 1's.
+    let served = m.wait_until_succeeds("busctl --json=short call org.cairn.Eligibility1 /org/cairn/Eligibility1 org.cairn.Eligibility1 Report", Duration::from_secs(60))?;
+    let served: Value = serde_json::from_str(&served).unwrap_or_default();
+    let served: Value = serde_json::from_str(served["data"][0].as_str().unwrap_or("")).unwrap_or_default();
+    assert_eq!((served["boot_id"].as_str(), served["criteria"][1]["value"].as_u64()), (Some(boot_id.trim()), Some(966_969)), "{served}");
     // The metrics, as the node serves them, through Prometheus's own parser on the host.
     let metrics = m.succeed("cairnctl eligibility --metrics")?;
     assert!(metrics.lines().any(|l| l == "cairn_criterion_value_blocks{criterion=\"confirmed-blocks\"} 966969"), "{metrics}");
