@@ -536,3 +536,38 @@ fn a_userspace_only_update_starts_by_soft_reboot_and_a_bad_one_switches_back_the
     println!("restart, request to ready (host clock): soft reboot {soft_s:.1} s, full reboot {full_s:.1} s");
     Ok(())
 }
+
+/// Issue 10 item 5: a release with another initramfs needs a full reboot, and under a window
+/// policy the update service waits for the node's next confirmation (the fluxd double plays a
+/// chain that confirms every 600 blocks, 150 s of test time) and reboots right after it.
+#[test]
+fn a_kernel_update_waits_in_the_window_for_the_next_confirmation_and_reboots_right_after_it() -> R {
+    let n = networked("update_kernel_moment", &["0.5.0"], None)?;
+    let (m, url) = (&n.m, &n.url);
+    online(m)?;
+    let first = m.succeed("cat /proc/sys/kernel/random/boot_id")?.trim().to_owned();
+    // 10:00 UTC today: the window below is open and hours from closing, whenever this runs.
+    m.succeed("date -u -s \"$(date -u +%Y-%m-%d) 10:00:00\" > /dev/null")?;
+    // The chain: confirmed from its first block, confirming again every 600 blocks, 4 a second.
+    m.succeed("printf 'start_height = 3000000\\nblocks_per_s = 4\\nconfirm_every = 600\\nat = [{ height = 3000000, status = \"CONFIRMED\" }]\\n' > /data/flux/fluxd/chain.toml && cairnctl restart fluxd")?;
+    m.succeed("printf 'interval_s = 1\\n' > /data/cairn/eligibility.toml && cairnctl restart eligibility")?;
+    // The update service itself, soft reboots on (the default), a window open all day.
+    m.succeed(&format!("printf 'repository = \"{url}\"\\npoll_interval_s = 60\\nreboot = \"00:00-23:59\"\\n' > /data/cairn/update/config.toml && cairnctl restart update"))?;
+    m.mark_console();
+    let ready = m.wait_for_ready(INSTALL_TIMEOUT)?;
+    assert_eq!((ready.slot.as_str(), ready.version.as_str()), ("b", "0.5.0"), "the full reboot booted the new slot");
+    m.wait_for_agent(Duration::from_secs(60))?;
+    assert_ne!(m.succeed("cat /proc/sys/kernel/random/boot_id")?.trim(), first, "another initramfs: a real reboot");
+    let log = m.succeed("journalctl -u update -b -1 --no-pager -o cat")?;
+    assert!(log.contains("slot b needs a full reboot") && log.contains("waiting for the node's next confirmation"), "{log}");
+    let rebooting = log.lines().find(|l| l.starts_with("rebooting into slot b")).unwrap_or_default();
+    let ago: u64 = rebooting.rsplit("confirmed ").next().and_then(|t| t.split(' ').next()).and_then(|n| n.parse().ok()).unwrap_or(u64::MAX);
+    assert!(ago <= cairn_updater::reboot::moment::JUST_CONFIRMED_S, "rebooted {ago} s (chain time) after the last confirmation: {rebooting}");
+    let console = m.console_log();
+    assert!(console.contains("slot b needs a full reboot: slot b's initramfs differs"), "PID 1 said why it was not soft");
+    // The history says this boot's predecessor ended for an update.
+    let report = m.wait_until_succeeds(&format!("cairnctl --json eligibility | grep -q '\"boot_id\":\"{first}\"' && cairnctl --json eligibility"), Duration::from_secs(90))?;
+    assert!(report.contains("\"ended\":\"update\""), "{report}");
+    println!("kernel update: {rebooting}");
+    Ok(())
+}

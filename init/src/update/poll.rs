@@ -127,11 +127,14 @@ pub fn poll(sys: &dyn Sys, repository: Option<String>, once: bool, progress: &mu
                         _ if once => return Ok(()),
                         // Asked again a minute on: the window, the deadline and the chain move.
                         Moment::At(t) => u64::try_from(t - now).unwrap_or(0).min(60),
-                        Moment::AfterConfirmation => 60,
+                        // "Just confirmed" lasts half an hour: asked often enough not to miss it.
+                        Moment::AfterConfirmation => 10,
                     };
                     std::thread::sleep(Duration::from_secs(wait.max(1)));
                 }
-                println!("rebooting into slot {slot} ({version})");
+                let c = confirmation();
+                let since = c.margin_s.map(|m| format!("; the node confirmed {} s ago", c.window_s.saturating_sub(m))).unwrap_or_default();
+                println!("rebooting into slot {slot} ({version}){since}");
                 reboot().map_err(UpdateError::RebootRequest)?;
                 return Ok(());
             }

@@ -5,6 +5,8 @@
 //!   defaults: fluxd on 127.0.0.1:16124, fluxbenchd on 127.0.0.1:16224, the sample flux.conf
 //!   --install-conf: write the sample flux.conf to PATH unless a file is there, and use PATH
 //!   --chain SCRIPT: heights and the node's status follow a scripted chain (`flux::chain`)
+//!   --chain-if-present SCRIPT: the same if SCRIPT exists when the double starts (a test
+//!   writes it and restarts the service), else the captured node
 
 use cairn_qemu_tests::flux::chain::{Chain, Script};
 use cairn_qemu_tests::flux::{Double, Role, SAMPLE_CONF};
@@ -43,10 +45,14 @@ fn main() {
         eprintln!("cairn-flux-double: {e}");
         std::process::exit(1);
     });
-    let double = match arg(&args, "--chain") {
+    let script = arg(&args, "--chain").or_else(|| arg(&args, "--chain-if-present").filter(|p| std::path::Path::new(p).exists()));
+    let double = match script {
         None => double,
         Some(p) => match std::fs::read_to_string(&p).map_err(|e| e.to_string()).and_then(|t| Script::parse(&t).map_err(|e| format!("{e}: {}", std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_default()))) {
-            Ok(script) => double.with_chain(Chain::start(script)),
+            Ok(script) => {
+                eprintln!("cairn-flux-double: the chain follows {p}");
+                double.with_chain(Chain::start(script))
+            }
             Err(e) => {
                 eprintln!("cairn-flux-double: {p}: {e}");
                 std::process::exit(1);
