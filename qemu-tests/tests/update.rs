@@ -551,8 +551,9 @@ fn a_kernel_update_waits_in_the_window_for_the_next_confirmation_and_reboots_rig
     // The chain: confirmed from its first block, confirming again every 600 blocks, 4 a second.
     m.succeed("printf 'start_height = 3000000\\nblocks_per_s = 4\\nconfirm_every = 600\\nat = [{ height = 3000000, status = \"CONFIRMED\" }]\\n' > /data/flux/fluxd/chain.toml && cairnctl restart fluxd")?;
     m.succeed("printf 'interval_s = 1\\n' > /data/cairn/eligibility.toml && cairnctl restart eligibility")?;
-    // The update service itself, soft reboots on (the default), a window open all day.
-    m.succeed(&format!("printf 'repository = \"{url}\"\\npoll_interval_s = 60\\nreboot = \"00:00-23:59\"\\n' > /data/cairn/update/config.toml && cairnctl restart update"))?;
+    // The update service itself, soft reboots on (the default), a window open all day, and
+    // no batching (by default a full reboot waits until the OS has been up 60 days).
+    m.succeed(&format!("printf 'repository = \"{url}\"\\npoll_interval_s = 60\\nreboot = \"00:00-23:59\"\\nkernel_after_days = 0\\n' > /data/cairn/update/config.toml && cairnctl restart update"))?;
     m.mark_console();
     let ready = m.wait_for_ready(INSTALL_TIMEOUT)?;
     assert_eq!((ready.slot.as_str(), ready.version.as_str()), ("b", "0.5.0"), "the full reboot booted the new slot");
