@@ -62,7 +62,7 @@ fn a_scripted_chain_starts_confirms_becomes_eligible_expires_and_is_barred_and_t
     std::fs::write(&conf, format!("{SAMPLE_CONF}\nrpcport={port}\n")).expect("flux.conf");
     // OS uptime is this host's: its rule is set low so the blocks decide.
     std::fs::write(dir.join("eligibility.toml"), format!("flux_conf = {:?}\n[rules]\nos_uptime_s = 1\n", conf.display().to_string())).expect("config");
-    let paths = Paths { report: dir.join("eligibility.json"), metrics: dir.join("eligibility.prom"), state: dir.join("state"), configs: vec![dir.join("eligibility.toml")], marker: dir.join("ended.json"), sys: dir.join("sys"), soft: dir.join("soft-reboot.json"), update: dir.join("update") };
+    let paths = Paths { report: dir.join("eligibility.json"), metrics: dir.join("eligibility.prom"), state: dir.join("state"), configs: vec![dir.join("eligibility.toml")], marker: dir.join("ended.json"), sys: dir.join("sys"), soft: dir.join("soft-reboot.json"), update: dir.join("update"), slot_version: dir.join("slot-version") };
     let mut t = Tracker::open(paths.clone(), "chain-test").expect("tracker");
     assert_eq!(t.config.rules.confirmed_blocks, 21_600, "the published rule, not a test's");
 

@@ -568,7 +568,7 @@ fn a_kernel_update_waits_in_the_window_for_the_next_confirmation_and_reboots_rig
     assert!(console.contains("slot b needs a full reboot: slot b's initramfs differs"), "PID 1 said why it was not soft");
     // The history says this boot's predecessor ended for an update.
     let report = m.wait_until_succeeds(&format!("cairnctl --json eligibility | grep -q '\"boot_id\":\"{first}\"' && cairnctl --json eligibility"), Duration::from_secs(90))?;
-    assert!(report.contains("\"ended\":\"update\""), "{report}");
+    assert!(report.contains("\"ended\":\"update\"") && report.contains("\"release\":\"0.5.0\""), "the boot record names the update applied: {report}");
     println!("kernel update: {rebooting}");
     Ok(())
 }

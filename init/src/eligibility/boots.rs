@@ -161,6 +161,10 @@ pub struct Boot {
     /// Its uptime then: how long it took from power-on to the tracker's first sample.
     pub uptime_s: u64,
     pub previous: PreviousBoot,
+    /// The release it booted (the slot's signed version): after a boot that ended for an
+    /// update, the update applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -195,7 +199,7 @@ pub fn new_boot(boot_id: &str, now_wall_s: u64, now_uptime_s: u64, last: &LastSe
         _ => (last.wall_s, last.uptime_s),
     };
     let down_s = now_wall_s.checked_sub(end_wall).filter(|&d| d <= PLAUSIBLE_DOWN_S);
-    Some(Boot { boot_id: boot_id.to_owned(), wall_s: now_wall_s, uptime_s: now_uptime_s, previous: PreviousBoot { boot_id: last.boot_id.clone(), ended, ran_s, down_s } })
+    Some(Boot { boot_id: boot_id.to_owned(), wall_s: now_wall_s, uptime_s: now_uptime_s, previous: PreviousBoot { boot_id: last.boot_id.clone(), ended, ran_s, down_s }, release: None })
 }
 
 /// A soft reboot (`soft_reboot`): the boot and the kernel's uptime carry on, the services
@@ -269,7 +273,7 @@ mod tests {
 
     #[test]
     fn the_planned_downtime_is_the_median_of_planned_reboots_only() {
-        let boot = |ended, down_s| Boot { boot_id: "b".into(), wall_s: 0, uptime_s: 0, previous: PreviousBoot { boot_id: "a".into(), ended, ran_s: 0, down_s } };
+        let boot = |ended, down_s| Boot { boot_id: "b".into(), wall_s: 0, uptime_s: 0, previous: PreviousBoot { boot_id: "a".into(), ended, ran_s: 0, down_s }, release: None };
         assert_eq!(planned_downtime(&[]), None);
         let boots = [boot(Ended::Operator, Some(40)), boot(Ended::PowerLoss, Some(9_000)), boot(Ended::Update, Some(20)), boot(Ended::Clean, None), boot(Ended::Operator, Some(30))];
         assert_eq!(planned_downtime(&boots), Some((30, 3)));

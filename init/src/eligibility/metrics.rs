@@ -154,7 +154,7 @@ mod tests {
     fn boots_soft_reboots_and_the_update_state_show_and_pass_promtool() {
         use crate::eligibility::boots::{Boot, Ended, PreviousBoot, SoftReboot};
         let mut r = report(Fluxd::NotInstalled);
-        r.last_boot = Some(Boot { boot_id: "b".into(), wall_s: 1, uptime_s: 20, previous: PreviousBoot { boot_id: "a".into(), ended: Ended::PowerLoss, ran_s: 9, down_s: Some(40) } });
+        r.last_boot = Some(Boot { boot_id: "b".into(), wall_s: 1, uptime_s: 20, previous: PreviousBoot { boot_id: "a".into(), ended: Ended::PowerLoss, ran_s: 9, down_s: Some(40) }, release: None });
         r.soft_reboots = vec![SoftReboot { boot_id: "b".into(), wall_s: 2, count: 1, from_slot: "a".into(), slot: "b".into(), version: "0.2.0".into(), down_ms: 16_964 }];
         r.update = Some(super::super::tracker::UpdateSummary { slot: "b".into(), version: "0.2.0".into(), install: "installed".into(), install_version: "0.3.0".into() });
         let text = render(&r);

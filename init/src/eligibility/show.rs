@@ -28,7 +28,8 @@ pub fn table(r: &Report) -> String {
     if let Some(b) = &r.last_boot {
         let p = &b.previous;
         let down = p.down_s.map(|d| format!(", down {}", duration(d))).unwrap_or_default();
-        out.push_str(&format!("last boot  {} after {}{down}\n", p.ended, duration(p.ran_s)));
+        let release = b.release.as_deref().map(|r| format!("; this boot runs {r}")).unwrap_or_default();
+        out.push_str(&format!("last boot  {} after {}{down}{release}\n", p.ended, duration(p.ran_s)));
     }
     if let Some(last) = r.soft_reboots.last() {
         out.push_str(&format!("soft       {} soft reboot(s) this boot, the kernel's uptime carried on; the last into {} (slot {}): services down {:.1} s\n", r.soft_reboots.len(), last.version, last.slot, last.down_ms as f64 / 1000.0));

@@ -292,11 +292,13 @@ pub struct Paths {
     pub soft: PathBuf,
     /// The update installs' reports (`update::RUN`).
     pub update: PathBuf,
+    /// The running slot's signed version (`update::SLOT_VERSION_FILE`).
+    pub slot_version: PathBuf,
 }
 
 impl Paths {
     pub fn system() -> Paths {
-        Paths { report: REPORT.into(), metrics: METRICS.into(), state: STATE.into(), configs: CONFIGS.iter().map(PathBuf::from).collect(), marker: boots::MARKER.into(), sys: "/sys".into(), soft: crate::soft_reboot::STATE.into(), update: crate::update::RUN.into() }
+        Paths { report: REPORT.into(), metrics: METRICS.into(), state: STATE.into(), configs: CONFIGS.iter().map(PathBuf::from).collect(), marker: boots::MARKER.into(), sys: "/sys".into(), soft: crate::soft_reboot::STATE.into(), update: crate::update::RUN.into(), slot_version: crate::update::SLOT_VERSION_FILE.into() }
     }
 }
 
@@ -350,10 +352,12 @@ impl Tracker {
         if let Some(last) = self.last_seen.take() {
             let marker = boots::read_marker(&self.paths.marker);
             let traces = boots::Traces::read(&self.paths.sys);
-            if let Some(boot) = boots::new_boot(&self.boot_id, wall_s(), sample.uptime.as_secs(), &last, marker.as_ref(), &traces) {
+            if let Some(mut boot) = boots::new_boot(&self.boot_id, wall_s(), sample.uptime.as_secs(), &last, marker.as_ref(), &traces) {
+                boot.release = std::fs::read_to_string(&self.paths.slot_version).ok().map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
                 let p = &boot.previous;
                 let down = p.down_s.map(|d| format!(", down {}", super::show::duration(d))).unwrap_or_default();
-                println!("boot {}: the previous boot {} ended: {} after {}{down}", boot.boot_id, p.boot_id, p.ended, super::show::duration(p.ran_s));
+                let release = boot.release.as_deref().map(|r| format!("; it runs {r}")).unwrap_or_default();
+                println!("boot {}: the previous boot {} ended: {} after {}{down}{release}", boot.boot_id, p.boot_id, p.ended, super::show::duration(p.ran_s));
                 self.keep(&Entry::Boot { boot: boot.clone() });
                 self.boots.push(boot.clone());
                 self.this_boot = Some(boot);
@@ -387,7 +391,7 @@ impl Tracker {
 
     fn update_summary(&self) -> UpdateSummary {
         let (slot, _) = crate::soft_reboot::running();
-        let version = std::fs::read_to_string(crate::update::SLOT_VERSION_FILE).map(|v| v.trim().to_owned()).unwrap_or_default();
+        let version = std::fs::read_to_string(&self.paths.slot_version).map(|v| v.trim().to_owned()).unwrap_or_default();
         let p = crate::update::progress::read(&self.paths.update);
         UpdateSummary { slot: slot.map(|s| s.to_string()).unwrap_or_default(), version, install: p.state, install_version: p.version }
     }
@@ -499,7 +503,7 @@ mod tests {
     }
 
     fn paths(dir: &Path) -> Paths {
-        Paths { report: dir.join("eligibility.json"), metrics: dir.join("eligibility.prom"), state: dir.join("state"), configs: vec![dir.join("eligibility.toml")], marker: dir.join("ended.json"), sys: dir.join("sys"), soft: dir.join("soft-reboot.json"), update: dir.join("update") }
+        Paths { report: dir.join("eligibility.json"), metrics: dir.join("eligibility.prom"), state: dir.join("state"), configs: vec![dir.join("eligibility.toml")], marker: dir.join("ended.json"), sys: dir.join("sys"), soft: dir.join("soft-reboot.json"), update: dir.join("update"), slot_version: dir.join("slot-version") }
     }
 
     fn sample(uptime_s: u64) -> Sample {
@@ -520,10 +524,12 @@ mod tests {
         drop(t);
         // The operator reboots: PID 1's marker names boot "one".
         boots::record_end(&paths.marker, &boots::Marker { boot_id: "one".into(), why: boots::Why::Operator, wall_s: wall_s() - 30, uptime_s: 90 }).expect("marker");
+        std::fs::write(&paths.slot_version, "0.2.0\n").expect("slot version");
         let mut t = Tracker::open(paths.clone(), "two").expect("open");
         let r = t.step(&sample(25));
         let boot = r.last_boot.clone().expect("a boot record");
         assert_eq!((boot.boot_id.as_str(), boot.previous.boot_id.as_str(), boot.previous.ended, boot.previous.ran_s), ("two", "one", boots::Ended::Operator, 90));
+        assert_eq!(boot.release.as_deref(), Some("0.2.0"), "the release the boot runs");
         assert!(boot.previous.down_s.is_some_and(|d| (30..40).contains(&d)), "{boot:?}");
         assert_eq!(r.sample.uptime_s, 25, "OS uptime is this boot's");
         let measured = r.reboot_cost.expect("a cost");
