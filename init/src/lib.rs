@@ -1,7 +1,9 @@
 //! Cairn's PID 1 and its parts; see `main.rs` for how the two stages are chosen.
 
 pub mod api;
+pub mod atomic;
 pub mod blockdev;
+pub mod boot_config;
 pub mod bootctl;
 pub mod checkpoint;
 pub mod cmdline;
@@ -9,6 +11,7 @@ pub mod control;
 pub mod data;
 pub mod dm;
 pub mod eligibility;
+pub mod firewall;
 pub mod journal;
 pub mod kmod;
 pub mod log;
@@ -16,9 +19,11 @@ pub mod logs;
 pub mod net;
 pub mod netconfig;
 pub mod process;
+pub mod provision;
 pub mod service;
 pub mod shutdown;
 pub mod soft_reboot;
+pub mod ssh;
 pub mod stage1;
 pub mod stage2;
 pub mod supervisor;

@@ -16,7 +16,7 @@
 //! instead (kept beside it), or plain DHCP when there has never been one, and the error is
 //! printed to the service's log. `cairnctl network check` says whether a file is good.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -54,14 +54,14 @@ pub enum NetConfigError {
     Write { path: PathBuf, source: std::io::Error },
 }
 
-#[derive(Debug, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkConfig {
     #[serde(default)]
     pub interface: Vec<Interface>,
 }
 
-#[derive(Debug, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Interface {
     /// Kernel interface name (`eth0`, `ens3`: see `ip link`).
@@ -70,6 +70,7 @@ pub struct Interface {
     #[serde(default)]
     pub addresses: Vec<String>,
     /// IPv4 default gateway (IPv6 routes come from router advertisements).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway: Option<String>,
     /// Name servers for /etc/resolv.conf.
     #[serde(default)]
@@ -79,6 +80,13 @@ pub struct Interface {
 /// Parses and checks a network.toml; the message says what is wrong and where.
 pub fn parse(text: &str) -> Result<NetworkConfig, String> {
     let cfg: NetworkConfig = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())?;
+    validate(&cfg)?;
+    Ok(cfg)
+}
+
+/// Checks a configuration however it was written (network.toml, or first-boot configuration
+/// turned into this form); the message says what is wrong and where.
+pub fn validate(cfg: &NetworkConfig) -> Result<(), String> {
     let mut seen = std::collections::BTreeSet::new();
     for i in &cfg.interface {
         let bad = |m: String| format!("interface {:?}: {m}", i.name);
@@ -108,7 +116,7 @@ pub fn parse(text: &str) -> Result<NetworkConfig, String> {
             d.parse::<IpAddr>().map_err(|_| bad(format!("dns {d:?} is not an IP address")))?;
         }
     }
-    Ok(cfg)
+    Ok(())
 }
 
 /// `192.0.2.10/24` → (address, prefix length).

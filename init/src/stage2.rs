@@ -58,6 +58,7 @@ pub fn run(sys: &dyn Sys, start_ms: u64) -> Result<(), Stage2Error> {
     mount_api_filesystems(sys);
     prepare_var(sys);
     apply_hardening();
+    boot_config();
     setup_identity();
     prepare_journal_dirs();
     if let Err(e) = crate::net::loopback_up() {
@@ -379,6 +380,16 @@ fn apply_hardening() {
     if let Ok(json) = serde_json::to_string_pretty(&report) {
         let _ = std::fs::write("/run/cairn/hardening.json", json);
     }
+}
+
+/// First-boot configuration and the firewall: after /data and /run, before the machine id
+/// (a new instance removes it) and before any service (the firewall is up before the
+/// network is). Each runs as a child with a time limit (`boot_config`).
+fn boot_config() {
+    use crate::boot_config::{run_step, CAIRNCTL, STEP_TIMEOUT};
+    let say = |l: &str| say!("{l}");
+    run_step(&[CAIRNCTL, "provision"], STEP_TIMEOUT, &say);
+    run_step(&[CAIRNCTL, "firewall", "apply"], STEP_TIMEOUT, &say);
 }
 
 /// machine-id and hostname live on /data (the root is read-only); made on first boot.

@@ -51,6 +51,11 @@ commands:
   network check [FILE]   check /data/cairn/network.toml (static addresses) and show the
                          dhcpcd configuration it gives; `cairnctl restart network` applies it
   network run -- CMD...  (the network service) write that configuration, then exec CMD
+  provision              (PID 1, at boot) apply first-boot configuration: NoCloud, ConfigDrive,
+                         the ESP's cairn.toml (docs/provisioning.md); the report is in status
+  firewall apply         (PID 1, at boot) apply the nftables firewall with the operator's rules
+                         from /data/cairn/firewall.d/*.nft (docs/provisioning.md)
+  ssh run -- SSHD...     (the ssh service) make the host key if there is none, then exec sshd
 options:
   --json                 machine-readable output
   --address BUS          D-Bus address (default: the system bus; env CAIRNCTL_BUS_ADDRESS)
@@ -137,9 +142,25 @@ fn network(args: &[String]) -> Result<(), Failure> {
     }
 }
 
+/// `provision`, `firewall apply`, `ssh run`: local steps of the boot, no D-Bus.
+fn boot_step(args: &[String]) -> Option<Result<(), Failure>> {
+    use cairn_init::boot_config;
+    let code = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["provision"] => boot_config::provision(),
+        ["firewall", "apply"] => boot_config::firewall(),
+        ["ssh", "run", "--", _, ..] => boot_config::ssh_run(&args[3..]),
+        _ => return None,
+    };
+    // The step printed its own report; the exit code says whether all was well.
+    Some(if code == 0 { Ok(()) } else { Err(Failure(1, "see the lines above".into())) })
+}
+
 fn run(args: &[String]) -> Result<(), Failure> {
     if args.first().map(String::as_str) == Some("network") {
         return network(&args[1..]);
+    }
+    if let Some(done) = boot_step(args) {
+        return done;
     }
     let json = args.iter().any(|a| a == "--json");
     let mut address = std::env::var("CAIRNCTL_BUS_ADDRESS").ok();
@@ -199,8 +220,11 @@ fn run(args: &[String]) -> Result<(), Failure> {
     match words.as_slice() {
         ["status"] => {
             let s = api()?.status().map_err(fail)?;
+            let config = cairn_init::boot_config::status_lines();
             if json {
-                print_json(&s);
+                let mut v = serde_json::to_value(&s).unwrap_or_default();
+                v["config"] = serde_json::json!(config);
+                print_json(&v);
             } else {
                 println!("slot       {}", s.slot);
                 println!("version    {}", s.version);
@@ -208,6 +232,9 @@ fn run(args: &[String]) -> Result<(), Failure> {
                 println!("uptime     {}", cairn_init::eligibility::show::duration(s.uptime_s));
                 println!("root hash  {}", s.root_hash);
                 println!("ready      {}", if s.ready { "yes" } else { "not yet (services starting)" });
+                for line in config {
+                    println!("config     {line}");
+                }
             }
         }
         ["services"] => {
