@@ -16,6 +16,8 @@ pub enum RootfsError {
     KernelCount(usize),
     #[error("service {name} is enabled in the profile but {path} does not exist (image/services/ holds the definitions)")]
     NoService { name: String, path: PathBuf },
+    #[error("the root file system's /etc/group has no `operator` group (Debian's base-passwd gives it gid 37): the operator account cannot be made")]
+    NoOperatorGroup,
 }
 
 /// What the image needs from the root besides the tree itself.
@@ -176,9 +178,38 @@ pub fn customise(root: &Rootfs, profile: &Profile, bins: &CairnBinaries, src: &S
     // The root is read-only: machine-id lives on /data, created by stage 2 on first boot.
     // (systemd, in the baseline image, handles a read-only root's machine-id itself.)
     if profile.init == crate::profile::Init::Cairn {
+        operator_account(d)?;
         let mid = d.join("etc/machine-id");
         remove(&mid)?;
         std::os::unix::fs::symlink("/data/etc/machine-id", &mid).map_err(io("cannot link", &mid))?;
+    }
+    Ok(())
+}
+
+/// The `operator` account operators log in as over SSH (its group is the control API's
+/// operator group, Debian's `operator`, gid 37), with its home on /data. No password:
+/// `*` never matches one and sshd takes keys only. And no host keys in the image: openssh's
+/// installer made some, which every node would share; each node makes its own on /data.
+fn operator_account(d: &Path) -> Result<(), RootfsError> {
+    let etc = d.join("etc");
+    let group = std::fs::read_to_string(etc.join("group")).map_err(io("cannot read", &etc.join("group")))?;
+    let gid = group.lines().find_map(|l| l.strip_prefix("operator:x:")).and_then(|r| r.split(':').next()).map(str::to_owned);
+    let Some(gid) = gid else {
+        return Err(RootfsError::NoOperatorGroup);
+    };
+    for (file, line) in [("passwd", format!("operator:x:1000:{gid}:Cairn operator:/data/home/operator:/bin/bash")), ("shadow", "operator:*:::::::".to_owned())] {
+        let path = etc.join(file);
+        let text = std::fs::read_to_string(&path).map_err(io("cannot read", &path))?;
+        if !text.lines().any(|l| l.starts_with("operator:")) {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new().append(true).open(&path).map_err(io("cannot open", &path))?;
+            writeln!(f, "{line}").map_err(io("cannot write", &path))?;
+        }
+    }
+    for entry in std::fs::read_dir(etc.join("ssh")).into_iter().flatten().flatten() {
+        if entry.file_name().to_string_lossy().starts_with("ssh_host_") {
+            remove(&entry.path())?;
+        }
     }
     Ok(())
 }

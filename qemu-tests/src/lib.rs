@@ -16,6 +16,7 @@ pub mod kvm;
 pub mod machine;
 pub mod power_cut;
 pub mod qmp;
+pub mod seed;
 pub mod shared;
 pub mod snapshot;
 pub mod tls;

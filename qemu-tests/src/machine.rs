@@ -410,6 +410,18 @@ impl Machine {
         self.qmp_cmd("system_reset", json!({}))
     }
 
+    /// Forwards the host's 127.0.0.1:`host` to the guest's TCP `guest` from now on (QEMU's
+    /// user network, `hostfwd_add`): a resumed snapshot gets the forwards its test needs.
+    pub fn forward(&mut self, host: u16, guest: u16) -> Result<(), HarnessError> {
+        let q = self.qmp.as_mut().ok_or_else(|| HarnessError::Qmp("QEMU is not running".into()))?;
+        let reply = q.execute("human-monitor-command", json!({"command-line": format!("hostfwd_add tcp:127.0.0.1:{host}-:{guest}")}))?;
+        let said = reply.get("return").and_then(|r| r.as_str()).unwrap_or_default().trim().to_owned();
+        if !said.is_empty() {
+            return Err(HarnessError::Qmp(format!("hostfwd_add {host}->{guest}: {said}")));
+        }
+        Ok(())
+    }
+
     fn qmp_cmd(&mut self, cmd: &str, args: serde_json::Value) -> Result<(), HarnessError> {
         let q = self.qmp.as_mut().ok_or_else(|| HarnessError::Qmp("QEMU is not running".into()))?;
         q.execute(cmd, args).map(|_| ())
