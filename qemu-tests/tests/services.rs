@@ -16,6 +16,8 @@ type R = Result<(), HarnessError>;
 /// The eligibility tracker on a running node: in this binary, to share its ready snapshot.
 #[path = "services/eligibility.rs"]
 mod eligibility;
+#[path = "services/firewall.rs"]
+mod firewall;
 
 fn boot_with(name: &str, edit: impl FnOnce(&mut MachineConfig)) -> Result<Machine, HarnessError> {
     let image = test_image()?;
@@ -120,8 +122,8 @@ fn wait_http(port: u16, timeout: Duration) -> Option<String> {
 }
 
 #[test]
-fn docker_runs_a_local_image_and_its_port_answers_from_the_host() -> R {
-    let (m, port) = boot_with_container("docker_runs_a_local_image_and_its_port_answers_from_the_host")?;
+fn docker_runs_a_local_image_its_port_answers_from_the_host_and_the_firewall_lets_in_only_ssh_and_flux_ports() -> R {
+    let (mut m, port) = boot_with_container("docker_runs_a_local_image_and_the_firewall")?;
     let body = wait_http(port, Duration::from_secs(120));
     assert_eq!(body.as_deref(), Some(container::PAGE), "the container's published port did not answer through QEMU's forwarding");
     let sock = m.succeed("test -S /var/run/docker.sock && echo socket")?;
@@ -133,7 +135,7 @@ fn docker_runs_a_local_image_and_its_port_answers_from_the_host() -> R {
     assert_eq!(devices.len(), 3, "{devices:?}");
     assert_eq!(devices[0], devices[1], "Docker's root directory is not on /data's device: {devices:?}");
     assert_ne!(devices[0], devices[2], "Docker's root directory is on the root file system: {devices:?}");
-    Ok(())
+    firewall::check(&mut m, port)
 }
 
 #[test]
