@@ -10,6 +10,7 @@ pub mod cpio;
 pub mod debian;
 pub mod disk;
 pub mod esp;
+pub mod formats;
 pub mod grub;
 pub mod initramfs;
 pub mod manifest;

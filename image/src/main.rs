@@ -65,6 +65,13 @@ enum Cmd {
         #[arg(long)]
         modules: Option<PathBuf>,
     },
+    /// Write the image in the formats clouds and flashing tools take (disk.img.zst with
+    /// disk.img.bmap, disk.qcow2, a fixed VHD, GCE's disk.raw.tar.gz), listed in its manifest.
+    Formats {
+        /// The built image's output directory (`build --out`).
+        #[arg(long)]
+        image: PathBuf,
+    },
     /// Make a new signing key for each TUF role (root, targets, snapshot, timestamp).
     Keygen {
         /// The keys directory (created mode 0700; an existing key is never overwritten).
@@ -215,6 +222,13 @@ fn run(cli: &Cli) -> Result<()> {
         Cmd::Build(c) => print_disk(&options(c, None).and_then(|o| build::build(&o))?),
         Cmd::Assemble { common, rootfs, kernel, modules: _ } => {
             print_disk(&options(common, Some(PreparedRoot { dir: rootfs.clone(), kernel: kernel.clone() })).and_then(|o| build::build(&o))?)
+        }
+        Cmd::Formats { image } => {
+            let t = std::time::Instant::now();
+            cairn_image::formats::write_all(image, &mut |name, a| {
+                eprintln!("      {name}: {} MiB, sha256 {}", a.bytes.div_ceil(1 << 20), a.sha256);
+            })?;
+            eprintln!("formats of {} written in {:.1} s and listed in its manifest.json", image.display(), t.elapsed().as_secs_f64());
         }
         Cmd::Keygen { out } => {
             for (role, id) in release::keygen(out)? {

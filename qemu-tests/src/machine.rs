@@ -156,7 +156,13 @@ impl Machine {
         } else if let Some(state) = &cfg.disk_state {
             Machine::create_overlay_on(state, "qcow2", &dir, cfg.disk_size_mb)?;
         } else {
-            Machine::create_overlay_on(&disk, "raw", &dir, cfg.disk_size_mb)?;
+            // The image as a cloud would take it: raw, qcow2, or a (fixed) VHD, QEMU's "vpc".
+            let format = match disk.extension().and_then(|e| e.to_str()) {
+                Some("qcow2") => "qcow2",
+                Some("vhd") => "vpc",
+                _ => "raw",
+            };
+            Machine::create_overlay_on(&disk, format, &dir, cfg.disk_size_mb)?;
         }
         if cfg.firmware == Firmware::Uefi {
             if !Path::new(OVMF_CODE).is_file() {

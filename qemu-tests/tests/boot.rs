@@ -40,11 +40,16 @@ fn boots_to_ready_under_seabios() -> R {
 
 /// Issue 8: the image operators run, which has no test agent, so everything is checked from
 /// the console and QMP alone: the ready line, no answer on the agent's port, a clean
-/// poweroff from the power button.
+/// poweroff from the power button. It boots the qcow2 a cloud would be given (issue 11),
+/// after `qemu-img check` passes it; `formats.rs` shows it holds disk.img's bytes.
 #[test]
-fn the_default_image_boots_to_ready_and_powers_off_cleanly() -> R {
+fn the_default_image_as_qcow2_passes_qemu_img_check_boots_to_ready_and_powers_off_cleanly() -> R {
     let image = cairn_qemu_tests::image::default_image()?;
-    let mut m = Machine::start(MachineConfig::new("the_default_image_boots_to_ready_and_powers_off_cleanly", &image.disk_path(), Firmware::Bios))?;
+    let qcow2 = image.dir.join("disk.qcow2");
+    let check = std::process::Command::new("qemu-img").args(["check", "-f", "qcow2"]).arg(&qcow2).output().map_err(cairn_qemu_tests::HarnessError::io("qemu-img check"))?;
+    assert!(check.status.success(), "qemu-img check {}: {}{} (made by `cairn-image formats`; ./dev test runs it)", qcow2.display(), String::from_utf8_lossy(&check.stdout), String::from_utf8_lossy(&check.stderr));
+    assert!(String::from_utf8_lossy(&check.stdout).contains("No errors were found"));
+    let mut m = Machine::start(MachineConfig::new("the_default_image_boots_to_ready_and_powers_off_cleanly", &qcow2, Firmware::Bios))?;
     let ready = m.wait_for_ready(BOOT_TIMEOUT)?;
     assert_eq!(ready.slot, "a", "a fresh image boots slot a");
     let log = m.console_log();
