@@ -174,6 +174,9 @@ pub fn customise(root: &Rootfs, profile: &Profile, bins: &CairnBinaries, src: &S
     if profile.init == crate::profile::Init::Systemd {
         baseline_report(d)?;
         baseline_var(d)?;
+        if profile.debian.packages.iter().any(|p| p == "cloud-init") {
+            baseline_cloud_init(d)?;
+        }
     }
     // The root is read-only: machine-id lives on /data, created by stage 2 on first boot.
     // (systemd, in the baseline image, handles a read-only root's machine-id itself.)
@@ -251,6 +254,32 @@ fn baseline_var(d: &Path) -> Result<(), RootfsError> {
          [Service]\nType=oneshot\nRemainAfterExit=yes\n\
          ExecStart=/bin/sh -c 'if [ ! -d /data/var ]; then rm -rf /data/var.new && mkdir /data/var.new && cp -a /var/. /data/var.new/ && mv /data/var.new /data/var; fi; mkdir -p /data/var/lib/docker-etc && mount --bind /data/var /var'\n\n\
          [Install]\nWantedBy=local-fs.target\n",
+    )
+}
+
+/// The cloud-init baseline (`./dev bench provision`): cloud-init and OpenSSH as on a Debian
+/// cloud image, which write /etc and /home: on this read-only root they are copied to /data
+/// on first boot and bound there, before cloud-init's first stage. DHCP by dhcpcd, as on
+/// Cairn; cloud-init reads NoCloud only and leaves the network to it.
+fn baseline_cloud_init(d: &Path) -> Result<(), RootfsError> {
+    write(&d.join("etc/cloud/cloud.cfg.d/99-cairn-bench.cfg"), "# Benchmark baseline only.\ndatasource_list: [ NoCloud, None ]\nnetwork: {config: disabled}\n")?;
+    enable_unit(
+        d,
+        "cairn-baseline-etc.service",
+        "local-fs.target",
+        "[Unit]\nDescription=/etc and /home on /data (benchmark baseline only)\nDefaultDependencies=no\n\
+         After=systemd-remount-fs.service cairn-baseline-var.service\n\
+         Before=local-fs.target cloud-init-local.service systemd-tmpfiles-setup.service\n\n\
+         [Service]\nType=oneshot\nRemainAfterExit=yes\n\
+         ExecStart=/bin/sh -c 'for t in etc home; do if [ ! -d /data/$t ]; then rm -rf /data/$t.new && mkdir /data/$t.new && cp -a /$t/. /data/$t.new/ && mv /data/$t.new /data/$t; fi; mount --bind /data/$t /$t; done'\n\n\
+         [Install]\nWantedBy=local-fs.target\n",
+    )?;
+    enable_unit(
+        d,
+        "cairn-baseline-dhcp.service",
+        "multi-user.target",
+        "[Unit]\nDescription=DHCP by dhcpcd (benchmark baseline only)\nAfter=network-pre.target\nBefore=network.target\nWants=network.target\n\n\
+         [Service]\nExecStart=/usr/sbin/dhcpcd -B --nodev --noipv4ll\n\n[Install]\nWantedBy=multi-user.target\n",
     )
 }
 

@@ -177,3 +177,20 @@ pub fn rotate(dir: &std::path::Path, from: &str, to: &str) -> Result<(), Harness
     c.arg("rotate").arg("--repo").arg(dir).arg("--old-keys").arg(&old).arg("--new-keys").arg(&new);
     run_tool(c, "rotate")
 }
+
+/// Builds `profile` into target/cairn/`out` for a benchmark (unless `reuse` and it is there).
+pub fn ensure_built(profile: &str, out: &str, reuse: bool) -> Result<PathBuf, String> {
+    let dir = crate::workspace().join("target/cairn").join(out);
+    if !reuse || !dir.join("manifest.json").is_file() {
+        eprintln!("building image {profile} (about 90 s) ...");
+        let st = std::process::Command::new("cargo")
+            .current_dir(crate::workspace())
+            .args(["run", "--release", "--locked", "-q", "-p", "cairn-image", "--", "build", "--profile", &format!("image/profiles/{profile}.toml"), "--out"])
+            .arg(&dir)
+            .status();
+        if !st.map(|s| s.success()).unwrap_or(false) {
+            return Err(format!("building image {profile} failed"));
+        }
+    }
+    Ok(dir)
+}

@@ -119,21 +119,27 @@ fn a_nocloud_seed_names_the_node_lets_the_operator_in_by_key_survives_a_reboot_a
 }
 
 #[test]
-fn a_config_drive_with_cloud_config_sets_the_hostname_and_keys_and_lists_what_it_ignored() -> R {
+fn a_config_drive_names_the_node_lets_the_operator_in_by_key_writes_the_flux_identity_and_survives_a_reboot() -> R {
     let name = "provision_configdrive";
     let dir = artifacts(name);
     let (key, line) = keypair(&dir, "operator")?;
+    // OpenStack's own metadata names the node and gives the key; user_data (Cairn's TOML)
+    // the Flux identity.
     let meta = format!("{{\"uuid\": \"0b6f5a3c-0000-4000-8000-000000000001\", \"hostname\": \"node-b.novalocal\", \"public_keys\": {{\"laptop\": \"{line}\"}}}}");
-    let user = format!("#cloud-config\nusers:\n  - default\n  - name: alice\n    sudo: ALL=(ALL) NOPASSWD:ALL\n    ssh_authorized_keys: ['{line}']\npackages: [htop]\n");
-    let drive = seed::iso(&dir.join("config-2.iso"), "config-2", &[("openstack/latest/meta_data.json", &meta), ("openstack/latest/user_data", &user)])?;
+    let drive = seed::iso(&dir.join("config-2.iso"), "config-2", &[("openstack/latest/meta_data.json", &meta), ("openstack/latest/user_data", &flux_toml())])?;
     let port = seed::free_port();
     let m = Machine::start(config(name, port, &[drive])?)?;
     ready(&m)?;
     assert_eq!(m.succeed("hostname")?.trim(), "node-b");
     operator_access(&m, port, &key, &line)?;
-    let status = m.succeed("cairnctl status")?;
-    assert!(status.contains("ConfigDrive /dev/vdb: applied"), "{status}");
-    assert!(status.contains("not applied (Cairn does not take these keys): users[].sudo, packages"), "{status}");
+    assert_eq!(mode_and_owner(&m, "/data/flux/fluxd/flux.conf")?, "600 root");
+    m.succeed(&format!("grep -qx 'zelnodeprivkey={PRIVKEY}' /data/flux/fluxd/flux.conf"))?;
+    assert!(m.succeed("cairnctl status")?.contains("ConfigDrive /dev/vdb: applied"));
+    m.reboot()?;
+    ready(&m)?;
+    assert_eq!(m.succeed("hostname")?.trim(), "node-b", "the configuration survives a reboot");
+    assert!(m.succeed("cairnctl status")?.contains("ConfigDrive /dev/vdb: unchanged"));
+    assert!(wait_ssh(port, "operator", &key, Duration::from_secs(120))?.ok);
     Ok(())
 }
 
@@ -197,12 +203,17 @@ fn bad_configuration_of_every_kind_is_reported_the_node_reaches_ready_and_keeps_
     let name = "provision_bad";
     let dir = artifacts(name);
     let (key, line) = keypair(&dir, "operator")?;
-    let seed_path = nocloud(&dir, "iid-good", &format!("hostname = \"good-node\"\nssh_authorized_keys = [\"{line}\"]\n"))?;
+    // The good configuration is the #cloud-config providers inject, every user's keys going
+    // to `operator`, with keys Cairn does not take: those are listed, not dropped silently.
+    let good = format!("#cloud-config\nhostname: good-node\nusers:\n  - default\n  - name: alice\n    sudo: ALL=(ALL) NOPASSWD:ALL\n    ssh_authorized_keys: ['{line}']\npackages: [htop]\n");
+    let seed_path = nocloud(&dir, "iid-good", &good)?;
     let port = seed::free_port();
     let mut m = Machine::start(config(name, port, std::slice::from_ref(&seed_path))?)?;
     ready(&m)?;
     assert_eq!(m.succeed("hostname")?.trim(), "good-node");
     assert!(wait_ssh(port, "operator", &key, Duration::from_secs(120))?.ok);
+    let status = m.succeed("cairnctl status")?;
+    assert!(status.contains("not applied (Cairn does not take these keys): users[].sudo, packages"), "{status}");
 
     // Broken YAML in the cloud's user-data; an unknown key in the ESP's TOML.
     nocloud(&dir, "iid-good", "#cloud-config\nhostname: [oops\n")?;

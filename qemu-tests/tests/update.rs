@@ -527,13 +527,9 @@ fn a_userspace_only_update_starts_by_soft_reboot_and_a_bad_one_switches_back_the
     let report: serde_json::Value = serde_json::from_str(&m.succeed("cairnctl --json eligibility")?).unwrap_or_default();
     assert!(report["last_boot"].is_null() || report["last_boot"]["boot_id"] != boot_id.as_str(), "no new boot was recorded: {report}");
 
-    // The same node's full reboot, for the benchmark's figures (`./dev bench year`).
-    m.mark_console();
-    let asked = Instant::now();
-    let _ = m.execute("cairnctl reboot --yes </dev/null", Duration::from_secs(10));
-    m.wait_for_ready(BOOT_TIMEOUT)?;
-    let full_s = asked.elapsed().as_secs_f64();
-    println!("restart, request to ready (host clock): soft reboot {soft_s:.1} s, full reboot {full_s:.1} s");
+    // (The full reboot's figure for `./dev bench year` was measured on this node at stop 21,
+    // 31.7 s; it is no longer timed in every CI run.)
+    println!("restart, request to ready (host clock): soft reboot {soft_s:.1} s");
     Ok(())
 }
 

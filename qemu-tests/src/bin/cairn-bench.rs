@@ -195,22 +195,11 @@ fn median(mut v: Vec<u64>) -> u64 {
     v.get(v.len() / 2).copied().unwrap_or(0)
 }
 
-/// Builds `profile` into target/cairn/`out` (unless `reuse` and it is there).
 fn ensure_image(profile: &str, out: &str, reuse: bool) -> PathBuf {
-    let dir = cairn_qemu_tests::workspace().join("target/cairn").join(out);
-    if !reuse || !dir.join("manifest.json").is_file() {
-        eprintln!("cairn-bench: building image {profile} (about 90 s) ...");
-        let st = std::process::Command::new("cargo")
-            .current_dir(cairn_qemu_tests::workspace())
-            .args(["run", "--release", "--locked", "-q", "-p", "cairn-image", "--", "build", "--profile", &format!("image/profiles/{profile}.toml"), "--out"])
-            .arg(&dir)
-            .status();
-        if !st.map(|s| s.success()).unwrap_or(false) {
-            eprintln!("cairn-bench: building {profile} failed");
-            std::process::exit(1);
-        }
-    }
-    dir
+    cairn_qemu_tests::image::ensure_built(profile, out, reuse).unwrap_or_else(|e| {
+        eprintln!("cairn-bench: {e}");
+        std::process::exit(1);
+    })
 }
 
 fn main() {
