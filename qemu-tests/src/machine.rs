@@ -197,13 +197,7 @@ impl Machine {
     /// overlay (with the snapshot inside) goes to `to`, its console log beside it, for
     /// `MachineConfig::start_from`.
     pub fn save_ready_snapshot(&mut self, to: &Path) -> Result<(), HarnessError> {
-        let q = self.qmp.as_mut().ok_or_else(|| HarnessError::Qmp("QEMU is not running".into()))?;
-        let reply = q.execute("human-monitor-command", json!({"command-line": "savevm ready"}))?;
-        // HMP answers an error as text; success is silent.
-        let said = reply.get("return").and_then(|r| r.as_str()).unwrap_or_default().trim().to_owned();
-        if !said.is_empty() {
-            return Err(HarnessError::Qmp(format!("savevm ready: {said}")));
-        }
+        self.hmp("savevm ready")?;
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -419,11 +413,17 @@ impl Machine {
     /// Forwards the host's 127.0.0.1:`host` to the guest's TCP `guest` from now on (QEMU's
     /// user network, `hostfwd_add`): a resumed snapshot gets the forwards its test needs.
     pub fn forward(&mut self, host: u16, guest: u16) -> Result<(), HarnessError> {
+        self.hmp(&format!("hostfwd_add tcp:127.0.0.1:{host}-:{guest}"))
+    }
+
+    /// A human-monitor command through QMP. HMP answers an error as text and success with
+    /// nothing, so any text is the error.
+    fn hmp(&mut self, line: &str) -> Result<(), HarnessError> {
         let q = self.qmp.as_mut().ok_or_else(|| HarnessError::Qmp("QEMU is not running".into()))?;
-        let reply = q.execute("human-monitor-command", json!({"command-line": format!("hostfwd_add tcp:127.0.0.1:{host}-:{guest}")}))?;
+        let reply = q.execute("human-monitor-command", json!({ "command-line": line }))?;
         let said = reply.get("return").and_then(|r| r.as_str()).unwrap_or_default().trim().to_owned();
         if !said.is_empty() {
-            return Err(HarnessError::Qmp(format!("hostfwd_add {host}->{guest}: {said}")));
+            return Err(HarnessError::Qmp(format!("{line}: {said}")));
         }
         Ok(())
     }

@@ -7,6 +7,7 @@
 use cairn_qemu_tests::container;
 use cairn_qemu_tests::image::test_image;
 use cairn_qemu_tests::machine::BOOT_TIMEOUT;
+use cairn_qemu_tests::seed::free_port;
 use cairn_qemu_tests::{Firmware, HarnessError, Machine, MachineConfig};
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -83,10 +84,6 @@ fn assert_unaffected(m: &Machine, before: &[(String, u64)], except: &str) -> R {
         assert_eq!(u64_of(&s, "restarts"), *restarts, "{name} restarted: {s}");
     }
     Ok(())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(18080)
 }
 
 /// Boots with the busybox httpd image attached as /dev/vdb and a host port forwarded to the

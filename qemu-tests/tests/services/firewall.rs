@@ -4,7 +4,6 @@
 //! held by the firewall, not merely unused.
 
 use super::*;
-use cairn_qemu_tests::seed::free_port;
 use std::io::{Read, Write};
 
 #[derive(Debug, PartialEq, Eq)]
