@@ -117,7 +117,7 @@ fn build_in(profile: &Profile, opts: &Options, work: &Path) -> Result<manifest::
 
     let initrd = work.join("initrd");
     let initramfs = p.step("initramfs", || {
-        Ok(initramfs::build(&opts.bins.init, &root.dir, &root.kernel_version, &profile.kernel.modules, &initrd, opts.epoch)?)
+        Ok(initramfs::build(&opts.bins.init, &root.dir, &root.kernel_version, &profile.kernel.modules, &profile.kernel.drivers, &initrd, opts.epoch)?)
     })?;
 
     let signed = match (&opts.update_root, &opts.keys) {

@@ -2,7 +2,9 @@
 //! update keyring stage 1 checks the slot's signature with.
 //!
 //! `/etc/cairn/modules` lists the modules in load order (dependencies first), so stage 1
-//! needs no modules.dep parser and no modprobe.
+//! needs no modprobe. A profile's `kernel.drivers` adds hardware drivers that stage 1 loads
+//! only for the devices it finds, from `/etc/cairn/drivers.alias` and `drivers.dep`
+//! (modules.alias and modules.dep cut down to them).
 
 use crate::cpio::Cpio;
 use crate::modules;
@@ -23,6 +25,8 @@ pub enum InitramfsError {
 pub struct Initramfs {
     pub path: PathBuf,
     pub modules: Vec<String>,
+    /// The hardware drivers stage 1 chooses among by modalias, dependencies included.
+    pub drivers: Vec<String>,
 }
 
 pub fn build(
@@ -30,11 +34,14 @@ pub fn build(
     rootfs: &Path,
     kernel_version: &str,
     wanted: &[String],
+    drivers: &[String],
     out: &Path,
     epoch: u64,
 ) -> Result<Initramfs, InitramfsError> {
     let moddir = rootfs.join("lib/modules").join(kernel_version);
     let order = modules::resolve(&moddir, wanted)?;
+    let base = format!("lib/modules/{kernel_version}");
+    let driver_set = modules::drivers(&moddir, &format!("/{base}"), drivers)?;
     let read = |p: &Path| std::fs::read(p).map_err(|source| InitramfsError::Read { path: p.to_owned(), source });
 
     let mut c = Cpio::new(epoch);
@@ -46,11 +53,14 @@ pub fn build(
     // The marker that tells cairn-init it is running as stage 1.
     c.file("etc/initrd-release", 0o644, b"NAME=cairn-initramfs\n");
     c.file("init", 0o755, &read(init_bin)?);
-    let base = format!("lib/modules/{kernel_version}");
     c.dir(&base);
     let mut dirs = std::collections::BTreeSet::new();
+    let mut carried = std::collections::BTreeSet::new();
     let mut list = String::new();
-    for m in &order {
+    for m in order.iter().chain(&driver_set.files) {
+        if !carried.insert(m) {
+            continue;
+        }
         let mut prefix = base.clone();
         for part in m.split('/').collect::<Vec<_>>().split_last().map(|(_, d)| d.to_vec()).unwrap_or_default() {
             prefix = format!("{prefix}/{part}");
@@ -59,7 +69,14 @@ pub fn build(
             }
         }
         c.file(&format!("{base}/{m}"), 0o644, &read(&moddir.join(m))?);
+    }
+    for m in &order {
         list.push_str(&format!("/{base}/{m}\n"));
+    }
+    if !driver_set.files.is_empty() {
+        // Stage 1's modalias table (init/src/modalias.rs: ALIAS_FILE, DEP_FILE).
+        c.file("etc/cairn/drivers.alias", 0o644, driver_set.alias.as_bytes());
+        c.file("etc/cairn/drivers.dep", 0o644, driver_set.dep.as_bytes());
     }
     c.file("etc/cairn/modules", 0o644, list.as_bytes());
     // The keyring stage 1 checks the slot's signed manifest against: the TUF root the
@@ -71,5 +88,5 @@ pub fn build(
     }
     let mut f = std::fs::File::create(out).map_err(|source| InitramfsError::Write { path: out.to_owned(), source })?;
     c.finish(&mut f).map_err(|source| InitramfsError::Write { path: out.to_owned(), source })?;
-    Ok(Initramfs { path: out.to_owned(), modules: order })
+    Ok(Initramfs { path: out.to_owned(), modules: order, drivers: driver_set.files })
 }

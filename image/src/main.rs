@@ -37,6 +37,10 @@ struct Common {
     /// Static Flux daemon test double (test profiles only) [default: built from this workspace].
     #[arg(long)]
     flux_double_bin: Option<PathBuf>,
+    /// Add the test agent to this profile's image, as a test profile has it: the VM tests of
+    /// a production profile (the bare-metal one) inspect the very image operators flash.
+    #[arg(long)]
+    test_agent: bool,
     /// The update repository's root.json the image trusts (`publish` writes
     /// metadata/1.root.json); without it the node refuses every update.
     #[arg(long)]
@@ -211,7 +215,7 @@ fn options(c: &Common, prepared_root: Option<PreparedRoot>) -> Result<Options> {
         (Some(root), Some(keys)) => cairn_image::release::check_signer(keys, root)?,
         (None, None) => {}
     }
-    let bins = binaries(c, profile.test_agent)?;
+    let bins = binaries(c, profile.test_agent || c.test_agent)?;
     Ok(Options { profile_path: c.profile.clone(), out: c.out.clone(), cache, epoch, bins, prepared_root, update_root: c.update_root.clone(), keys: c.keys.clone() })
 }
 

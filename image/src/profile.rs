@@ -70,6 +70,11 @@ impl Debian {
 pub struct Kernel {
     /// Modules the initramfs loads, in order; each is preceded by its modules.dep closure.
     pub modules: Vec<String>,
+    /// Hardware drivers the initramfs carries and stage 1 loads for the devices it finds
+    /// (by modalias): module paths under /lib/modules/<version>/ or their prefixes, such
+    /// as "kernel/drivers/ata/". Default: none (the cloud images list theirs in `modules`).
+    #[serde(default)]
+    pub drivers: Vec<String>,
     /// Kernel command line; cairn.slot and cairn.roothash are appended per slot.
     pub cmdline: String,
 }

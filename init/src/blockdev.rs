@@ -123,10 +123,12 @@ pub fn disks_holding(root: &str, esp: cairn_updater::gpt::Guid) -> Vec<String> {
 
 /// Waits for the disk holding the ESP GRUB booted from. Two such disks are unbooted copies
 /// of one image (each disk gets its own GUIDs on its first boot): that is refused, not
-/// guessed.
-pub fn wait_for_boot_disk(esp: cairn_updater::gpt::Guid, timeout: Duration) -> Result<String, BlockError> {
+/// guessed. `poll` runs before every look (stage 1 loads the drivers of devices that
+/// appeared: the boot disk may be behind a controller whose driver is not loaded yet).
+pub fn wait_for_boot_disk(esp: cairn_updater::gpt::Guid, timeout: Duration, poll: &mut dyn FnMut()) -> Result<String, BlockError> {
     let start = Instant::now();
     loop {
+        poll();
         let mut found = disks_holding("", esp);
         if found.len() > 1 {
             return Err(BlockError::Ambiguous { esp: esp.to_string(), disks: found });

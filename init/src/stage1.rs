@@ -9,7 +9,7 @@
 
 use crate::blockdev::{self, PartitionDev};
 use crate::sys::{Power, Sys};
-use crate::{bootctl, cmdline, data, dm, kmod, say};
+use crate::{bootctl, cmdline, data, dm, kmod, modalias, say};
 use cairn_updater::slot::{Slot, DATA_LABEL, ESP_LABEL};
 use cairn_updater::slot_trust::{self, SlotTrustError, KEYRING};
 use cairn_updater::verity::Superblock;
@@ -39,6 +39,8 @@ pub enum Stage1Error {
     Cmdline(#[from] cmdline::CmdlineError),
     #[error("{0}")]
     Kmod(#[from] kmod::KmodError),
+    #[error("{0}")]
+    Modalias(#[from] modalias::ModaliasError),
     #[error("{0}")]
     Block(#[from] blockdev::BlockError),
     #[error("{0}")]
@@ -85,7 +87,9 @@ pub fn run(sys: &dyn Sys, start_ms: u64) -> Result<(), (Option<Slot>, Stage1Erro
         let t = crate::log::uptime_ms();
         let n = kmod::load_list("/etc/cairn/modules")?;
         say!("stage 1: slot {slot}, {n} kernel modules loaded in {} ms", crate::log::uptime_ms() - t);
-        let disk = blockdev::wait_for_boot_disk(params.esp, PARTITION_WAIT)?;
+        let mut drivers = HardwareDrivers::load()?;
+        let disk = blockdev::wait_for_boot_disk(params.esp, PARTITION_WAIT, &mut || drivers.poll())?;
+        drivers.report();
         say!("stage 1: boot disk {disk} (it holds the ESP GRUB booted from, {}); partitions on other disks are ignored", params.esp);
         let _ = BOOT_DISK.set(disk.clone());
         // /run moves into the root below: stage 2 finds the boot disk here.
@@ -320,6 +324,44 @@ pub fn switch_root_calls(sys: &dyn Sys) -> Result<(), Stage1Error> {
     sw("chdir /", sys.chdir("/"))
 }
 
+/// The drivers of the hardware found (`kernel.drivers` in the profile; see [`modalias`]),
+/// loaded while stage 1 waits for the boot disk: a pass over sysfs every 200 ms, since each
+/// driver loaded can make new devices (a USB controller's stick, an HBA's disks).
+struct HardwareDrivers {
+    drivers: Option<modalias::Drivers>,
+    last: Option<std::time::Instant>,
+    started_ms: u64,
+}
+
+impl HardwareDrivers {
+    fn load() -> Result<HardwareDrivers, Stage1Error> {
+        let drivers = modalias::Table::load(modalias::ALIAS_FILE, modalias::DEP_FILE)?.map(modalias::Drivers::new);
+        Ok(HardwareDrivers { drivers, last: None, started_ms: crate::log::uptime_ms() })
+    }
+
+    fn poll(&mut self) {
+        let Some(d) = self.drivers.as_mut() else { return };
+        if self.last.is_some_and(|t| t.elapsed() < Duration::from_millis(200)) {
+            return;
+        }
+        self.last = Some(std::time::Instant::now());
+        let failed_before = d.failed.len();
+        let loaded = d.scan(std::path::Path::new("/sys/devices"), &mut |f| kmod::load(f).map_err(|e| e.to_string()));
+        if !loaded.is_empty() {
+            say!("stage 1: drivers for the hardware found: {}", loaded.join(", "));
+        }
+        for (module, why) in &d.failed[failed_before..] {
+            say!("WARNING: stage 1: the driver {module} matched a device but did not load: {why}");
+        }
+    }
+
+    fn report(&self) {
+        if let Some(d) = &self.drivers {
+            say!("stage 1: {} hardware drivers loaded by modalias in {} ms", d.loaded.len(), crate::log::uptime_ms().saturating_sub(self.started_ms));
+        }
+    }
+}
+
 /// The boot disk as found, or (when the failure came before that, a module or a slow disk)
 /// one more short look for it, so the failed boot is counted rather than lost.
 fn boot_disk_for_the_record() -> Option<String> {
@@ -327,7 +369,7 @@ fn boot_disk_for_the_record() -> Option<String> {
         return Some(disk.clone());
     }
     let esp = BOOT_ESP.get()?;
-    match blockdev::wait_for_boot_disk(*esp, FAIL_DISK_WAIT) {
+    match blockdev::wait_for_boot_disk(*esp, FAIL_DISK_WAIT, &mut || {}) {
         Ok(disk) => Some(disk),
         Err(e) => {
             say!("cannot record the failed boot: {e}");

@@ -42,6 +42,7 @@ impl Manifest {
 
 static TEST_IMAGE: OnceLock<Result<Manifest, String>> = OnceLock::new();
 static DEFAULT_IMAGE: OnceLock<Result<Manifest, String>> = OnceLock::new();
+static BAREMETAL_IMAGE: OnceLock<Result<Manifest, String>> = OnceLock::new();
 
 /// Where the test image is: `CAIRN_TEST_IMAGE_DIR`, or `target/cairn/test`.
 pub fn image_dir() -> PathBuf {
@@ -51,6 +52,12 @@ pub fn image_dir() -> PathBuf {
 /// Where the default (production) image is: `CAIRN_DEFAULT_IMAGE_DIR`, or `target/cairn/default`.
 pub fn default_image_dir() -> PathBuf {
     std::env::var_os("CAIRN_DEFAULT_IMAGE_DIR").map(PathBuf::from).unwrap_or_else(|| crate::workspace().join("target/cairn/default"))
+}
+
+/// Where the bare-metal image (with the test agent added) is: `CAIRN_BAREMETAL_IMAGE_DIR`,
+/// or `target/cairn/baremetal`.
+pub fn baremetal_image_dir() -> PathBuf {
+    std::env::var_os("CAIRN_BAREMETAL_IMAGE_DIR").map(PathBuf::from).unwrap_or_else(|| crate::workspace().join("target/cairn/baremetal"))
 }
 
 pub fn load(dir: &std::path::Path) -> Result<Manifest, String> {
@@ -63,15 +70,21 @@ pub fn load(dir: &std::path::Path) -> Result<Manifest, String> {
 
 /// The test image, building it first if it is not there.
 pub fn test_image() -> Result<&'static Manifest, HarnessError> {
-    built(&TEST_IMAGE, "test", image_dir())
+    built(&TEST_IMAGE, "test", image_dir(), &[])
 }
 
 /// The default image operators run (no test agent), building it first if it is not there.
 pub fn default_image() -> Result<&'static Manifest, HarnessError> {
-    built(&DEFAULT_IMAGE, "default", default_image_dir())
+    built(&DEFAULT_IMAGE, "default", default_image_dir(), &[])
 }
 
-fn built(cell: &'static OnceLock<Result<Manifest, String>>, profile: &str, dir: PathBuf) -> Result<&'static Manifest, HarnessError> {
+/// The bare-metal image operators flash, with the test agent added (`--test-agent`), so
+/// the tests inspect that very image; building it first if it is not there.
+pub fn baremetal_image() -> Result<&'static Manifest, HarnessError> {
+    built(&BAREMETAL_IMAGE, "baremetal", baremetal_image_dir(), &["--test-agent"])
+}
+
+fn built(cell: &'static OnceLock<Result<Manifest, String>>, profile: &str, dir: PathBuf, options: &[&str]) -> Result<&'static Manifest, HarnessError> {
     cell.get_or_init(|| {
         if !dir.join("manifest.json").is_file() {
             eprintln!("{profile} image missing in {}: building it (./dev test does this up front)", dir.display());
@@ -79,6 +92,7 @@ fn built(cell: &'static OnceLock<Result<Manifest, String>>, profile: &str, dir: 
                 .current_dir(crate::workspace())
                 .args(["run", "--release", "-q", "-p", "cairn-image", "--", "build", "--profile", &format!("image/profiles/{profile}.toml"), "--out"])
                 .arg(&dir)
+                .args(options)
                 .status()
                 .map_err(|e| format!("cannot run cargo: {e}"))?;
             if !status.success() {

@@ -22,7 +22,7 @@ pub mod snapshot;
 pub mod tls;
 pub mod year;
 
-pub use machine::{Firmware, Machine, MachineConfig, ReadyLine};
+pub use machine::{Bus, Firmware, Machine, MachineConfig, ReadyLine};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HarnessError {

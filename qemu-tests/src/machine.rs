@@ -22,6 +22,32 @@ pub enum Firmware {
     Uefi,
 }
 
+/// How the boot disk is attached: the bare-metal image boots from each (issue 11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Bus {
+    /// virtio-blk, as a cloud VM has it.
+    #[default]
+    Virtio,
+    /// SATA on the q35 machine's own ICH9 AHCI controller.
+    Ahci,
+    /// An NVMe controller with the disk as its namespace.
+    Nvme,
+    /// A USB stick (usb-storage) on an xHCI controller.
+    Usb,
+}
+
+impl Bus {
+    /// QEMU's -device arguments for the boot drive `boot`, booted first.
+    fn devices(self) -> Vec<String> {
+        match self {
+            Bus::Virtio => vec!["virtio-blk-pci,drive=boot,bootindex=0".into()],
+            Bus::Ahci => vec!["ide-hd,drive=boot,bus=ide.0,bootindex=0".into()],
+            Bus::Nvme => vec!["nvme,drive=boot,serial=cairn-boot,bootindex=0".into()],
+            Bus::Usb => vec!["qemu-xhci,id=xhci".into(), "usb-storage,bus=xhci.0,drive=boot,removable=on,bootindex=0".into()],
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct MachineConfig {
     pub name: String,
@@ -49,11 +75,15 @@ pub struct MachineConfig {
     /// A frozen disk state (`Machine::freeze_disk`): the machine's overlay has it as its
     /// backing file instead of `disk`, so it boots the disk as it stood at that instant.
     pub disk_state: Option<PathBuf>,
+    /// How the boot disk is attached.
+    pub bus: Bus,
+    /// QEMU's NIC model (`-nic user,model=`): virtio-net-pci, or e1000e as on a server board.
+    pub nic: &'static str,
 }
 
 impl MachineConfig {
     pub fn new(name: &str, disk: &Path, firmware: Firmware) -> MachineConfig {
-        MachineConfig { name: name.to_owned(), disk: disk.to_owned(), disk_size_mb: 2048, firmware, memory_mb: 1024, cpus: 2, host_port_forwards: Vec::new(), network: false, extra_drives: Vec::new(), drives_before: Vec::new(), boot_read_errors: Vec::new(), start_from: None, disk_state: None }
+        MachineConfig { name: name.to_owned(), disk: disk.to_owned(), disk_size_mb: 2048, firmware, memory_mb: 1024, cpus: 2, host_port_forwards: Vec::new(), network: false, extra_drives: Vec::new(), drives_before: Vec::new(), boot_read_errors: Vec::new(), start_from: None, disk_state: None, bus: Bus::Virtio, nic: "virtio-net-pci" }
     }
 }
 
@@ -231,10 +261,11 @@ impl Machine {
             cmd.arg("-drive").arg(format!("file={},format=raw,if=none,id=before{i},readonly=on,file.locking=off", before.display()));
             cmd.args(["-device", &format!("virtio-blk-pci,drive=before{i}")]);
         }
-        cmd.arg("-drive")
-            .arg(self.boot_drive()?)
-            .args(["-device", "virtio-blk-pci,drive=boot,bootindex=0"])
-            .args(["-device", "virtio-rng-pci"]);
+        cmd.arg("-drive").arg(self.boot_drive()?);
+        for device in self.cfg.bus.devices() {
+            cmd.arg("-device").arg(device);
+        }
+        cmd.args(["-device", "virtio-rng-pci"]);
         if std::mem::take(&mut self.resume) {
             cmd.args(["-loadvm", "ready"]);
         }
@@ -249,7 +280,7 @@ impl Machine {
             cmd.args(["-nic", "none"]);
         } else {
             let fwd: Vec<String> = self.cfg.host_port_forwards.iter().map(|(h, g)| format!("hostfwd=tcp:127.0.0.1:{h}-:{g}")).collect();
-            cmd.arg("-nic").arg(format!("user,model=virtio-net-pci,{}", fwd.join(",")));
+            cmd.arg("-nic").arg(format!("user,model={},{}", self.cfg.nic, fwd.join(",")));
         }
         // QEMU dies with the thread that started it, even if the test process is killed or
         // the machine is never dropped (a shared machine, see `shared.rs`).

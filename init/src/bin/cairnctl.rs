@@ -56,6 +56,8 @@ commands:
   firewall apply         (PID 1, at boot) apply the nftables firewall with the operator's rules
                          from /data/cairn/firewall.d/*.nft (docs/provisioning.md)
   ssh run -- SSHD...     (the ssh service) make the host key if there is none, then exec sshd
+  udev run -- UDEVD...   (the udev service, bare metal) exec udevd, with a helper that replays
+                         the devices found before it and waits for them (`udev settle`)
 options:
   --json                 machine-readable output
   --address BUS          D-Bus address (default: the system bus; env CAIRNCTL_BUS_ADDRESS)
@@ -142,13 +144,15 @@ fn network(args: &[String]) -> Result<(), Failure> {
     }
 }
 
-/// `provision`, `firewall apply`, `ssh run`: local steps of the boot, no D-Bus.
+/// `provision`, `firewall apply`, `ssh run`, `udev run`: local steps of the boot, no D-Bus.
 fn boot_step(args: &[String]) -> Option<Result<(), Failure>> {
     use cairn_init::boot_config;
     let code = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["provision"] => boot_config::provision(),
         ["firewall", "apply"] => boot_config::firewall(),
         ["ssh", "run", "--", _, ..] => boot_config::ssh_run(&args[3..]),
+        ["udev", "run", "--", _, ..] => cairn_init::udev::run(&args[3..]),
+        ["udev", "settle"] => cairn_init::udev::settle(),
         _ => return None,
     };
     // The step printed its own report; the exit code says whether all was well.
